@@ -1,0 +1,39 @@
+# Two commands on a fresh clone: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint dev lock system-deps clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# Headless Chromium for the UI tests; Debian's package, never a tool's own download.
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: the e2e tests will be skipped (sudo apt-get install chromium)"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/movierec demo
+
+dev: $(STAMP)
+	$(BIN)/movierec dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check movierec_assets movierec_assets_tests benchmarks
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^movierec' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .movierec

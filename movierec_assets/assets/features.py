@@ -1,0 +1,1 @@
+"""Assets of the features group."""

@@ -1,0 +1,21 @@
+"""The `movierec` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from movierec_assets.cli import data, db, demo, dev, recommend, replay, serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """movierec: MovieLens ratings to two-tower recommendations, orchestrated by Dagster."""
+
+
+main.add_command(db.db)
+main.add_command(data.data)
+main.add_command(dev.dev)
+main.add_command(demo.demo)
+main.add_command(replay.replay)
+main.add_command(recommend.recommend)
+main.add_command(serve.serve)

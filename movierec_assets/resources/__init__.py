@@ -1,0 +1,3 @@
+from movierec_assets.resources.database import PostgresResource
+
+__all__ = ["PostgresResource"]
