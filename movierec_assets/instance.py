@@ -1,0 +1,44 @@
+"""Dagster's own instance (runs, event logs, schedules) on the same PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from movierec_assets.config import ENV_DATABASE_URL, paths
+
+# The URL is read from the environment by Dagster itself: it never lands in the file.
+DAGSTER_YAML = {
+    "storage": {"postgres": {"postgres_url": {"env": ENV_DATABASE_URL}}},
+    "telemetry": {"enabled": False},
+    "run_coordinator": {
+        "module": "dagster.core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"max_concurrent_runs": 4},
+    },
+    "run_monitoring": {"enabled": True},
+}
+
+
+def prepare_dagster_home(home: Path | None = None) -> Path:
+    """Write `$MOVIEREC_HOME/dagster/dagster.yaml` (idempotent) and point DAGSTER_HOME at it."""
+    dagster_home = home or paths().dagster_home
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    text = yaml.safe_dump(DAGSTER_YAML, sort_keys=False)
+    if not target.exists() or target.read_text() != text:
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def get_instance():  # type: ignore[no-untyped-def]
+    """The persistent Dagster instance (prepares DAGSTER_HOME first)."""
+    import dagster as dg
+
+    prepare_dagster_home()
+    return dg.DagsterInstance.get()
