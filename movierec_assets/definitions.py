@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from movierec_assets.assets import features, ingest, ml, serving
+from movierec_assets.deploy import executor_from_env
 from movierec_assets.jobs import all_jobs
 from movierec_assets.resources import PostgresResource
 from movierec_assets.schedules import all_schedules
@@ -23,4 +24,5 @@ defs = dg.Definitions(
     schedules=all_schedules(),
     sensors=all_sensors(),
     resources={"postgres": PostgresResource()},
+    executor=executor_from_env(),
 )
