@@ -1,0 +1,185 @@
+"""Training: time-ordered validation, early stopping, LR plateau, resumable checkpoints, fixed seeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays, make_dataset
+from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    user_layers: tuple[int, ...] = (256, 128)
+    movie_layers: tuple[int, ...] = (256, 128)
+    embedding: int = 64
+    user_reg: float = 1e-6
+    movie_reg: float = 1e-6
+    id_buckets: int = 0
+    id_dim: int = 16
+    retrieval_weight: float = 0.0
+    temperature: float = 0.1
+    val_fraction: float = 0.1
+    patience: int = 3
+    seed: int = 42
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {
+            "user_layers": list(self.user_layers),
+            "movie_layers": list(self.movie_layers),
+            "embedding": self.embedding,
+            "user_reg": self.user_reg,
+            "movie_reg": self.movie_reg,
+            "id_buckets": self.id_buckets,
+            "id_dim": self.id_dim,
+            "retrieval_weight": self.retrieval_weight,
+            "temperature": self.temperature,
+        }
+
+
+@dataclass
+class TrainResult:
+    model: ColaborativeFiltering
+    history: dict[str, list[float]]
+    epochs_run: int
+    initial_epoch: int
+    examples_per_second: float
+    seconds: float
+    final_loss: float
+    final_val_loss: float
+    val_rmse: float
+    n_train: int
+    n_val: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("model", "history")} | {"history": self.history}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Sends one line per epoch (losses, rate) to a logger: the Dagster run log in the asset."""
+
+    def __init__(self, logger: logging.Logger | Any, total_epochs: int, steps: int, batch_size: int) -> None:
+        super().__init__()
+        self.logger, self.total, self.examples = logger, total_epochs, steps * batch_size
+        self._t0 = 0.0
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        dt = time.perf_counter() - self._t0
+        self.rates.append(self.examples / dt if dt > 0 else 0.0)
+        parts = ", ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if isinstance(v, int | float))
+        self.logger.info(f"epoch {epoch + 1}/{self.total}: {parts}, {self.rates[-1]:,.0f} examples/s")
+
+
+def _resume_point(run_dir: Path) -> tuple[Path | None, int]:
+    """The last checkpoint and the epoch count it had completed (0 when starting fresh)."""
+    state = run_dir / CHECKPOINT_DIR / "state.json"
+    if not state.exists():
+        return None, 0
+    info = json.loads(state.read_text())
+    path = run_dir / CHECKPOINT_DIR / "last.keras"
+    return (path, int(info["epochs_done"])) if path.exists() else (None, 0)
+
+
+class _StateWriter(keras.callbacks.Callback):
+    """After ModelCheckpoint wrote last.keras, record how many epochs it holds (written atomically)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.path = run_dir / CHECKPOINT_DIR / "state.json"
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}))
+        tmp.replace(self.path)
+
+
+def _callbacks(run_dir: Path, cfg: TrainConfig, logger: Any, steps: int) -> list[keras.callbacks.Callback]:
+    ckpt = run_dir / CHECKPOINT_DIR
+    ckpt.mkdir(parents=True, exist_ok=True)
+    return [
+        keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
+        _StateWriter(run_dir),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)),
+        EpochLogger(logger, cfg.epochs, steps, cfg.batch_size),
+    ]
+
+
+def train(
+    train_data: RatingArrays,
+    val_data: RatingArrays,
+    features: FeatureMatrices,
+    run_dir: Path,
+    cfg: TrainConfig = TrainConfig(),
+    logger: Any = None,
+    warm_start: Path | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+) -> TrainResult:
+    """Fit a ColaborativeFiltering model; resume from `run_dir`'s last checkpoint when one exists.
+
+    `warm_start` (a champion's .keras file) initialises the weights when the architecture matches.
+    """
+    logger = logger or logging.getLogger(__name__)
+    keras.utils.set_random_seed(cfg.seed)
+    resume, initial_epoch = _resume_point(run_dir)
+    if resume is not None:
+        model = keras.saving.load_model(resume, safe_mode=True)
+        logger.info(f"resuming from {resume} after epoch {initial_epoch}")
+    else:
+        model = build_model(
+            features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate, **cfg.model_kwargs()
+        )
+        if warm_start is not None:
+            _warm_start(model, warm_start, logger)
+    train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch)
+    val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), shuffle=False)
+    callbacks = _callbacks(run_dir, cfg, logger, steps) + list(extra_callbacks or [])
+    t0 = time.perf_counter()
+    hist = model.fit(
+        train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+        steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=0, shuffle=False,
+    )
+    seconds = time.perf_counter() - t0
+    history = {k: [float(x) for x in v] for k, v in hist.history.items()}
+    rates = next(c for c in callbacks if isinstance(c, EpochLogger)).rates
+    val = model.evaluate(val_ds, steps=val_steps, verbose=0, return_dict=True)
+    return TrainResult(
+        model=model,
+        history=history,
+        epochs_run=len(history.get("loss", [])),
+        initial_epoch=initial_epoch,
+        examples_per_second=float(sorted(rates)[len(rates) // 2]) if rates else 0.0,
+        seconds=seconds,
+        final_loss=history["loss"][-1] if history.get("loss") else float("nan"),
+        final_val_loss=float(val["loss"]),
+        val_rmse=float(val["rmse"]),
+        n_train=len(train_data),
+        n_val=len(val_data),
+    )
+
+
+def _warm_start(model: ColaborativeFiltering, path: Path, logger: Any) -> None:
+    champion = keras.saving.load_model(path, safe_mode=True)
+    if champion.get_config() | {"name": None} != model.get_config() | {"name": None}:
+        logger.info("warm start skipped: the champion's architecture differs")
+        return
+    model.set_weights(champion.get_weights())
+    logger.info(f"warm-started from {path}")

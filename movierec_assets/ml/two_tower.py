@@ -1,0 +1,203 @@
+"""The two-tower rating model, written with backend-agnostic `keras.ops` only.
+
+Importing this module imports Keras (and so TensorFlow): never import it from a module that
+definitions.py loads at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+USER_FEATURES = "user_features"
+MOVIE_FEATURES = "movie_features"
+USER_ID = "user_id"
+MOVIE_ID = "movie_id"
+# Knuth's multiplicative constant: spreads consecutive MovieLens ids over the buckets.
+_HASH_MULT = 2654435761
+_HASH_MOD = 2**31 - 1
+
+
+@keras.saving.register_keras_serializable(package="movierec")
+class IdHashEmbedding(keras.layers.Layer):
+    """An integer id hashed into `buckets` rows of a learned table; unseen ids still land in a row."""
+
+    def __init__(self, buckets: int, dim: int, reg: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.buckets, self.dim, self.reg = int(buckets), int(dim), float(reg)
+        self.table = keras.layers.Embedding(
+            self.buckets,
+            self.dim,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
+            embeddings_regularizer=keras.regularizers.L2(self.reg) if self.reg else None,
+            name="table",
+        )
+
+    def build(self, input_shape: Any) -> None:
+        self.table.build((None,))
+
+    def call(self, ids: Any) -> Any:
+        ids = ops.reshape(ops.cast(ids, "int64"), (-1,))
+        bucket = ops.mod(ops.mod(ids * _HASH_MULT, _HASH_MOD), self.buckets)
+        return self.table(bucket)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
+        return (input_shape[0], self.dim)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "buckets": self.buckets, "dim": self.dim, "reg": self.reg}
+
+
+def build_tower(
+    name: str, n_features: int, layers: list[int], embedding: int, reg: float, id_buckets: int, id_dim: int
+) -> keras.Model:
+    """A Dense stack ending in an L2-normalised `embedding`-d vector.
+
+    Inputs are the scaled float32 feature matrix, plus the raw int id when `id_buckets` > 0.
+    """
+    regularizer = keras.regularizers.L2(reg) if reg else None
+    features = keras.Input((n_features,), dtype="float32", name=f"{name}_features")
+    inputs: list[Any] = [features]
+    x = features
+    if id_buckets:
+        ids = keras.Input((), dtype="int32", name=f"{name}_id")
+        inputs.append(ids)
+        id_vec = IdHashEmbedding(id_buckets, id_dim, reg, name=f"{name}_id_embedding")(ids)
+        x = keras.layers.Concatenate(name=f"{name}_concat")([features, id_vec])
+    for i, units in enumerate(layers):
+        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"{name}_dense_{i}")(x)
+    x = keras.layers.Dense(embedding, kernel_regularizer=regularizer, name=f"{name}_out")(x)
+    out = keras.layers.UnitNormalization(axis=-1, name=f"{name}_l2")(x)
+    return keras.Model(inputs if id_buckets else features, out, name=f"{name}_net")
+
+
+@keras.saving.register_keras_serializable(package="movierec")
+class ColaborativeFiltering(keras.Model):
+    """Two-tower rating model: rating = scale * cosine(user, movie) + offset.
+
+    The class name keeps the original design's spelling ("Colaborative", one "l") so that the
+    original code's references and saved configs keep working.
+
+    Input: a dict with `user_features` (B, n_user_features) float32, `movie_features`
+    (B, n_movie_features) float32, and `user_id`/`movie_id` (B,) int32 (used only when
+    `id_buckets` > 0). `user_net` and `movie_net` run alone for inference: each takes its feature
+    matrix (and ids when `id_buckets` > 0) and returns L2-normalised `embedding`-d vectors.
+
+    `scale`/`offset` are learned scalars initialised at 2.25/2.75, which maps cosine -1..1 exactly
+    onto the 0.5..5 star scale. Learning them lets the model shrink its spread when cosines are
+    noisy (a fixed map forces |cos| near 1 for confident 0.5- or 5-star predictions).
+
+    `retrieval_weight` > 0 adds an in-batch sampled-softmax loss (every rated pair is a positive,
+    the other movies of the batch are negatives, repeats of the same movie are masked) during
+    training, via `add_loss` so that it stays backend-agnostic.
+    """
+
+    def __init__(
+        self,
+        n_user_features: int,
+        n_movie_features: int,
+        user_layers: list[int] | None = None,
+        movie_layers: list[int] | None = None,
+        embedding: int = 64,
+        user_reg: float = 0.0,
+        movie_reg: float = 0.0,
+        id_buckets: int = 0,
+        id_dim: int = 16,
+        retrieval_weight: float = 0.0,
+        temperature: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.n_user_features, self.n_movie_features = int(n_user_features), int(n_movie_features)
+        self.user_layers = list(user_layers if user_layers is not None else [256, 128])
+        self.movie_layers = list(movie_layers if movie_layers is not None else [256, 128])
+        self.embedding, self.user_reg, self.movie_reg = int(embedding), float(user_reg), float(movie_reg)
+        self.id_buckets, self.id_dim = int(id_buckets), int(id_dim)
+        self.retrieval_weight, self.temperature = float(retrieval_weight), float(temperature)
+        self.user_net = build_tower(
+            "user", self.n_user_features, self.user_layers, self.embedding, self.user_reg, self.id_buckets, self.id_dim
+        )
+        self.movie_net = build_tower(
+            "movie", self.n_movie_features, self.movie_layers, self.embedding, self.movie_reg,
+            self.id_buckets, self.id_dim,
+        )
+        self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.25), name="scale")
+        self.offset = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.75), name="offset")
+
+    def _tower_inputs(self, inputs: dict[str, Any], side: str) -> Any:
+        features = inputs[USER_FEATURES if side == "user" else MOVIE_FEATURES]
+        if not self.id_buckets:
+            return features
+        return [features, inputs[USER_ID if side == "user" else MOVIE_ID]]
+
+    def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
+        u = self.user_net(self._tower_inputs(inputs, "user"), training=training)
+        m = self.movie_net(self._tower_inputs(inputs, "movie"), training=training)
+        if training and self.retrieval_weight > 0:
+            self.add_loss(self.retrieval_weight * self._in_batch_softmax(u, m, inputs.get(MOVIE_ID)))
+        cosine = ops.sum(u * m, axis=-1)
+        return self.offset + self.scale * cosine
+
+    def _in_batch_softmax(self, u: Any, m: Any, movie_ids: Any) -> Any:
+        logits = ops.matmul(u, ops.transpose(m)) / self.temperature
+        n = ops.shape(logits)[0]
+        eye = ops.eye(n, dtype="bool")
+        if movie_ids is not None:
+            ids = ops.reshape(movie_ids, (-1,))
+            same = ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
+            # Another row of the same movie is not a negative: drop it from the denominator.
+            logits = ops.where(ops.logical_and(same, ops.logical_not(eye)), -1e9, logits)
+        labels = ops.cast(eye, logits.dtype)
+        return ops.mean(keras.losses.categorical_crossentropy(labels, logits, from_logits=True))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "n_user_features": self.n_user_features,
+            "n_movie_features": self.n_movie_features,
+            "user_layers": self.user_layers,
+            "movie_layers": self.movie_layers,
+            "embedding": self.embedding,
+            "user_reg": self.user_reg,
+            "movie_reg": self.movie_reg,
+            "id_buckets": self.id_buckets,
+            "id_dim": self.id_dim,
+            "retrieval_weight": self.retrieval_weight,
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ColaborativeFiltering:
+        return cls(**config)
+
+
+def compile_model(model: ColaborativeFiltering, learning_rate: float = 1e-3) -> ColaborativeFiltering:
+    """Nadam + MSE, with RMSE (in stars) as the reported metric."""
+    model.compile(
+        optimizer=keras.optimizers.Nadam(learning_rate=learning_rate),
+        loss="mse",
+        metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
+    )
+    return model
+
+
+def build_model(n_user_features: int, n_movie_features: int, learning_rate: float = 1e-3, **kwargs: Any
+                ) -> ColaborativeFiltering:
+    """A compiled, built model (weights exist, so it can be saved or warm-started at once)."""
+    model = ColaborativeFiltering(n_user_features, n_movie_features, **kwargs)
+    model(example_inputs(n_user_features, n_movie_features, 2))
+    return compile_model(model, learning_rate)
+
+
+def example_inputs(n_user_features: int, n_movie_features: int, n: int) -> dict[str, Any]:
+    """Zero inputs of the right shapes and dtypes (to build the model)."""
+    import numpy as np
+
+    return {
+        USER_FEATURES: np.zeros((n, n_user_features), np.float32),
+        MOVIE_FEATURES: np.zeros((n, n_movie_features), np.float32),
+        USER_ID: np.zeros((n,), np.int32),
+        MOVIE_ID: np.zeros((n,), np.int32),
+    }
