@@ -1,0 +1,198 @@
+"""Movie embeddings: run a movie tower over every movie, store them (PostgreSQL + .npy), load them.
+
+A set of embeddings belongs to one model version. It is written in one transaction (rows in
+`ml.movie_embeddings` plus its manifest row in `ml.embedding_sets`), so a version is either
+completely servable or absent; re-running a version replaces it. The `.npy` pair next to the model
+is a fast-load copy, written to a temp directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from movierec_assets.db import bulk
+from movierec_assets.db.connect import adbc_connect, connect
+
+EMBEDDINGS_FILE = "embeddings.npy"
+IDS_FILE = "movie_ids.npy"
+
+
+class EmbeddingsUnavailable(RuntimeError):
+    """No complete embedding set exists for the requested model version."""
+
+
+@dataclass(frozen=True)
+class EmbeddingStore:
+    """Movie ids sorted ascending and their float32 embeddings (row i belongs to movie_ids[i])."""
+
+    version: str
+    movie_ids: np.ndarray
+    matrix: np.ndarray
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != self.movie_ids.shape[0]:
+            raise ValueError(f"embeddings {self.matrix.shape} do not match {self.movie_ids.shape[0]} movie ids")
+        if len(self.movie_ids) > 1 and not np.all(np.diff(self.movie_ids) > 0):
+            raise ValueError("movie ids must be unique and sorted ascending")
+
+    @classmethod
+    def build(cls, version: str, movie_ids: np.ndarray, matrix: np.ndarray,
+              created_at: datetime | None = None) -> EmbeddingStore:
+        """Sorts by movie id and makes the matrix C-contiguous float32."""
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        return cls(
+            version,
+            ids[order].astype(np.int32),
+            np.ascontiguousarray(np.asarray(matrix, dtype=np.float32)[order]),
+            created_at or datetime.now(UTC),
+        )
+
+    @property
+    def dims(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Row numbers of the given movie ids; -1 for ids not in the store."""
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        pos = np.searchsorted(self.movie_ids, ids)
+        pos = np.minimum(pos, len(self.movie_ids) - 1) if len(self.movie_ids) else pos
+        found = len(self.movie_ids) > 0 and (self.movie_ids[pos] == ids)
+        return np.where(found, pos, -1)
+
+
+# -- computing ------------------------------------------------------------------------------------
+def run_tower(tower: Any, features: np.ndarray, ids: np.ndarray | None = None, batch: int = 8192,
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """A Keras tower's outputs for every row, batch by batch; passes ids when the tower takes them."""
+    out = []
+    needs_ids = len(tower.inputs) > 1
+    for start in range(0, features.shape[0], batch):
+        x = np.asarray(features[start : start + batch], dtype=np.float32)
+        if needs_ids:
+            if ids is None:
+                raise ValueError("this tower needs ids (it was trained with hash-bucket id embeddings)")
+            x = [x, np.asarray(ids[start : start + batch], dtype=np.int32)]
+        out.append(np.asarray(tower.predict_on_batch(x), dtype=np.float32))
+        if progress:
+            progress(min(batch, features.shape[0] - start))
+    dims = int(tower.outputs[0].shape[-1])
+    return np.concatenate(out) if out else np.zeros((0, dims), np.float32)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+def _arrow_rows(store: EmbeddingStore) -> pa.Table:
+    m, d = store.matrix.shape
+    offsets = pa.array(np.arange(0, m * d + 1, d, dtype=np.int32))
+    return pa.table({
+        "model_version": pa.array([store.version] * m, pa.string()),
+        "movie_id": pa.array(store.movie_ids, pa.int32()),
+        "embedding": pa.ListArray.from_arrays(offsets, pa.array(store.matrix.reshape(-1), pa.float32())),
+    })
+
+
+def write_db(url: str, store: EmbeddingStore, npy_dir: Path | None, seconds: float | None) -> int:
+    """Replace this version's rows and manifest in one transaction (COPY BINARY); return rows."""
+    with adbc_connect(url) as conn:
+        bulk.execute(conn, "DELETE FROM ml.movie_embeddings WHERE model_version = $1", [store.version])
+        rows = bulk.ingest(conn, "ml", "movie_embeddings", _arrow_rows(store))
+        bulk.execute(conn, "DELETE FROM ml.embedding_sets WHERE model_version = $1", [store.version])
+        bulk.execute(
+            conn,
+            "INSERT INTO ml.embedding_sets (model_version, movie_count, dims, npy_dir, seconds, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [store.version, rows, store.dims, str(npy_dir) if npy_dir else None, seconds, store.created_at],
+        )
+        conn.commit()
+    return rows
+
+
+def read_db(url: str, version: str) -> EmbeddingStore:
+    """A complete embedding set from PostgreSQL (the fallback when the .npy copy is missing)."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT movie_count, dims, created_at FROM ml.embedding_sets WHERE model_version = %s", (version,)
+        ).fetchone()
+    if row is None:
+        raise EmbeddingsUnavailable(f"no embeddings for model version {version!r}")
+    count, dims, created_at = row
+    with adbc_connect(url, autocommit=True) as conn:
+        table = bulk.fetch_arrow(
+            conn, "SELECT movie_id, embedding FROM ml.movie_embeddings WHERE model_version = $1"
+            " ORDER BY movie_id", [version],
+        )
+    values = table.column("embedding").combine_chunks().flatten().to_numpy()
+    if table.num_rows != count or values.size != count * dims:
+        raise EmbeddingsUnavailable(f"embeddings for {version!r}: {table.num_rows} rows, manifest says {count}")
+    ids = table.column("movie_id").to_numpy()
+    return EmbeddingStore.build(version, ids, values.reshape(count, dims), created_at)
+
+
+# -- .npy files -----------------------------------------------------------------------------------
+def npy_dir_for(model_path: str | Path, version: str) -> Path:
+    """Where a version's .npy copy lives: a folder next to the model file or folder."""
+    return Path(model_path).absolute().parent / f"{version}.embeddings"
+
+
+def write_npy(directory: Path, store: EmbeddingStore) -> Path:
+    """Write ids + matrix to a temp folder, then rename it into place (replacing an older copy)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    np.save(tmp / IDS_FILE, store.movie_ids)
+    np.save(tmp / EMBEDDINGS_FILE, store.matrix)
+    os.chmod(tmp, 0o755)
+    old = None
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def read_npy(directory: Path, version: str, count: int, dims: int, created_at: datetime) -> EmbeddingStore:
+    """The .npy copy, checked against the manifest's shape (a stale or partial copy raises)."""
+    ids = np.load(directory / IDS_FILE, allow_pickle=False)
+    matrix = np.load(directory / EMBEDDINGS_FILE, allow_pickle=False)
+    if ids.shape != (count,) or matrix.shape != (count, dims):
+        raise EmbeddingsUnavailable(f"{directory}: shape {matrix.shape} does not match manifest ({count}, {dims})")
+    return EmbeddingStore(version, ids.astype(np.int32), np.ascontiguousarray(matrix, np.float32), created_at)
+
+
+def load(url: str, version: str) -> EmbeddingStore:
+    """A version's embeddings: the .npy copy when it is intact, else PostgreSQL."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT movie_count, dims, npy_dir, created_at FROM ml.embedding_sets WHERE model_version = %s",
+            (version,),
+        ).fetchone()
+    if row is None:
+        raise EmbeddingsUnavailable(f"no embeddings for model version {version!r}")
+    count, dims, npy_dir, created_at = row
+    if npy_dir:
+        try:
+            return read_npy(Path(npy_dir), version, count, dims, created_at)
+        except (OSError, ValueError, EmbeddingsUnavailable):
+            pass  # missing or stale copy: PostgreSQL is the source of truth
+    return read_db(url, version)
+
+
+def latest_version(url: str) -> str | None:
+    """The most recently written embedding set's model version."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT model_version FROM ml.embedding_sets ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,160 @@
+"""Exact top-N retrieval over a movie-embedding matrix, in pure numpy.
+
+Scores are one float32 matrix-vector (or, for batches, matrix-matrix) product. Movies the user has
+rated are masked with -inf and never returned. Ties are broken by the lower row index; the stores
+keep rows sorted by movie id, so ties resolve to the lower movie id and results are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+NEG_INF = np.float32(-np.inf)
+
+
+def _order(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Candidates sorted by score descending, then by index ascending."""
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
+
+
+def top_n_scores(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n best finite scores (fewer if fewer exist), best first, ties by lower index.
+
+    `scores` is modified by nobody; masked entries must already be -inf.
+    """
+    m = scores.shape[0]
+    if n <= 0 or m == 0:
+        return np.empty(0, dtype=np.int64)
+    if n < m:
+        part = np.argpartition(scores, m - n)[m - n :]
+        threshold = scores[part].min()
+        # Everything tied with the boundary score competes too, so the cut never depends on
+        # argpartition's arbitrary choice among equal values.
+        candidates = np.flatnonzero(scores >= threshold)
+    else:
+        candidates = np.arange(m)
+    best = _order(scores, candidates)[:n]
+    return best[scores[best] > NEG_INF]
+
+
+def top_n(
+    embeddings: np.ndarray, query: np.ndarray, n: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top n rows of `embeddings @ query` with rows in `exclude` masked; returns (rows, scores)."""
+    scores = embeddings @ np.asarray(query, dtype=np.float32)
+    if exclude is not None and len(exclude):
+        scores[exclude] = NEG_INF
+    rows = top_n_scores(scores, n)
+    return rows, scores[rows]
+
+
+CHUNK = 64
+_LOWEST = np.float32(-np.finfo(np.float32).max)
+
+
+def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-row top n of a (B, Mpad) score block (masked, padding -inf); pads with -1 / -inf.
+
+    The n-th largest chunk maximum is a lower bound of each row's n-th largest score, so comparing
+    against it keeps every winner and every tie at the cut, while costing two cheap passes instead of
+    a per-row argpartition.
+    """
+    b, mp = scores.shape
+    chunk_max = scores.reshape(b, mp // CHUNK, CHUNK).max(axis=2)
+    n_chunks = chunk_max.shape[1]
+    if n <= n_chunks:
+        bound = np.partition(chunk_max, n_chunks - n, axis=1)[:, n_chunks - n]
+        bound = np.maximum(bound, _LOWEST)  # never admit masked (-inf) movies
+    else:  # fewer chunks than n: no useful bound, every finite score competes
+        bound = np.full(b, _LOWEST, dtype=np.float32)
+    r, c = np.nonzero(scores >= bound[:, None])
+    s = scores[r, c]
+    order = np.lexsort((c, -s, r))
+    r, c, s = r[order], c[order], s[order]
+    rank = np.arange(len(r)) - np.searchsorted(r, np.arange(b))[r]
+    keep = rank < n
+    out_rows = np.full((b, n), -1, dtype=np.int64)
+    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
+    out_rows[r[keep], rank[keep]] = c[keep]
+    out_vals[r[keep], rank[keep]] = s[keep]
+    return out_rows, out_vals
+
+
+def padded_transpose(embeddings: np.ndarray) -> np.ndarray:
+    """(d, Mpad) float32 with Mpad a multiple of CHUNK; padding columns are zero (scored as -inf)."""
+    m, d = embeddings.shape
+    mp = -(-m // CHUNK) * CHUNK
+    out = np.zeros((d, mp), dtype=np.float32)
+    out[:, :m] = embeddings.T
+    return out
+
+
+def seen_csr(user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices) of the movies each user row has rated, from parallel arrays of row numbers."""
+    order = np.argsort(user_rows, kind="stable")
+    counts = np.bincount(user_rows, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, np.asarray(movie_rows)[order].astype(np.int64)
+
+
+def _mask_block(scores: np.ndarray, start: int, indptr: np.ndarray, indices: np.ndarray) -> None:
+    b, m = scores.shape
+    lo, hi = indptr[start], indptr[start + b]
+    if hi == lo:
+        return
+    lengths = np.diff(indptr[start : start + b + 1])
+    block_rows = np.repeat(np.arange(b, dtype=np.int64), lengths)
+    scores.reshape(-1)[block_rows * m + indices[lo:hi]] = NEG_INF
+
+
+def iter_top_n_batch(
+    embeddings: np.ndarray,
+    queries: np.ndarray,
+    n: int,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    block: int = 256,
+    threads: int = 2,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Blocked exact top n for many queries: yields (first query row, rows (B, n), scores (B, n)).
+
+    `seen` is a CSR (indptr, indices) over query rows. Padding (fewer than n unmasked movies) is
+    row -1 with score -inf. Blocks run on `threads` threads: BLAS and argpartition release the GIL.
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    m = embeddings.shape[0]
+    et = padded_transpose(embeddings)
+
+    def work(start: int) -> tuple[int, np.ndarray, np.ndarray]:
+        scores = queries[start : start + block] @ et
+        scores[:, m:] = NEG_INF
+        if seen is not None:
+            _mask_block(scores, start, *seen)
+        return (start, *_block_top_n(scores, n))
+
+    starts = range(0, queries.shape[0], block)
+    if threads <= 1:
+        yield from map(work, starts)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        yield from pool.map(work, starts)
+
+
+def top_n_batch(
+    embeddings: np.ndarray,
+    queries: np.ndarray,
+    n: int,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    block: int = 256,
+    threads: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All of `iter_top_n_batch` gathered into (rows (U, n), scores (U, n))."""
+    u = queries.shape[0]
+    rows = np.full((u, n), -1, dtype=np.int64)
+    vals = np.full((u, n), NEG_INF, dtype=np.float32)
+    for start, r, v in iter_top_n_batch(embeddings, queries, n, seen, block, threads):
+        rows[start : start + len(r)], vals[start : start + len(r)] = r, v
+    return rows, vals
