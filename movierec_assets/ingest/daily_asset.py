@@ -1,0 +1,106 @@
+"""The `daily_partitioned_ratings` asset, built for a given partition set.
+
+`assets/ingest.py` builds the real one from the active split manifest; tests build their own for
+other day ranges. The asset body is thin: `ingest.days.load_days` does the work.
+"""
+
+
+from datetime import date
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from movierec_assets.db.connect import DatabaseUnavailable
+from movierec_assets.ingest.days import DayLoadError, LoadReport, load_days
+from movierec_assets.ingest.landing import landing_dir
+from movierec_assets.partitions import DayRange
+from movierec_assets.resources.database import PostgresResource
+
+ASSET_NAME = "daily_partitioned_ratings"
+TABLE = "movielens.ratings"
+CODE_VERSION = "1"
+
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("user_id", "int", description="MovieLens userId"),
+        dg.TableColumn("movie_id", "int", description="MovieLens movieId"),
+        dg.TableColumn("rating", "real", description="0.5 .. 5.0 in half steps"),
+        dg.TableColumn("rated_at", "timestamptz", description="the rating's timestamp (UTC)"),
+        dg.TableColumn("partition_day", "date", description="the day partition that delivered the row"),
+    ]
+)
+
+# Transient database trouble (a restart, a dropped connection) is retried by Dagster; a missing or
+# unreadable file is not (it raises dg.Failure with allow_retries=False).
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def _description(days: DayRange) -> str:
+    return (
+        "Future MovieLens ratings, one partition per UTC day, loaded from the landing zone "
+        "(`YYYY-MM-DD.csv` or `.parquet`) into movielens.ratings with partition_day set. Re-running a day "
+        "replaces its rows in one transaction; rows that fail validation (including rows dated outside the "
+        f"file's day) go to movielens.rejected_ratings. A range of days loads in one run. Partitions: {days.describe()}."
+    )
+
+
+def _metadata(report: LoadReport, days: list[date], source: str) -> dict[str, object]:
+    single = len(days) == 1
+    meta: dict[str, object] = {
+        "rows_loaded": report.rows_loaded,
+        "rows_rejected": report.rows_rejected,
+        "load_seconds": round(report.seconds, 3),
+        "read_validate_seconds": round(report.read_seconds, 3),
+        "write_seconds": round(report.write_seconds, 3),
+        "days": len(days),
+        "first_day": days[0].isoformat(),
+        "last_day": days[-1].isoformat(),
+        "empty_days": sum(1 for d in report.days if d.rows_loaded == 0),
+        "transaction_attempts": report.attempts,
+        "landing_dir": dg.MetadataValue.path(source),
+        "dagster/table_name": TABLE,
+        "dagster/column_schema": COLUMN_SCHEMA,
+    }
+    if report.rejected_reasons:
+        meta["rejected_reasons"] = dg.MetadataValue.json(report.rejected_reasons)
+    if single:  # for a range, the run's total is not any one partition's row count
+        meta["dagster/row_count"] = report.rows_loaded
+        meta["source_file"] = dg.MetadataValue.path(report.days[0].source_file)
+    return meta
+
+
+def build_daily_partitioned_ratings(
+    partitions_def: dg.DailyPartitionsDefinition, days: DayRange
+) -> dg.AssetsDefinition:
+    """The daily-partitioned ratings asset over `partitions_def` (`days` describes the same range)."""
+
+    @dg.asset(
+        name=ASSET_NAME,
+        group_name="ingest",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=RETRY_POLICY,
+        deps=["raw_ratings"],
+        kinds={"postgres", "polars"},
+        owners=["team:movierec"],
+        code_version=CODE_VERSION,
+        description=_description(days),
+        metadata={"dagster/table_name": TABLE, "dagster/column_schema": COLUMN_SCHEMA,
+                  "partition_range": days.describe()},
+    )
+    def daily_partitioned_ratings(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        run_days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+        source = landing_dir()
+        context.log.info(f"loading {len(run_days)} day(s) {run_days[0]} .. {run_days[-1]} from {source}")
+        try:
+            report = load_days(postgres.url(), run_days, source)
+        except DayLoadError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except DatabaseUnavailable as exc:
+            raise dg.Failure(description=str(exc), allow_retries=True) from None
+        context.log.info(
+            f"loaded {report.rows_loaded} rows, rejected {report.rows_rejected}, in {report.seconds:.2f}s"
+        )
+        return dg.MaterializeResult(metadata=_metadata(report, run_days, str(source)))
+
+    return daily_partitioned_ratings
