@@ -73,7 +73,12 @@ def build_daily_partitioned_ratings(
     partitions_def: dg.DailyPartitionsDefinition, days: DayRange
 ) -> dg.AssetsDefinition:
     """The daily-partitioned ratings asset over `partitions_def` (`days` describes the same range)."""
+    with warnings.catch_warnings():  # backfill_policy is marked beta; it is what makes ranges one run
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _build(partitions_def, days)
 
+
+def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.AssetsDefinition:
     @dg.asset(
         name=ASSET_NAME,
         group_name="ingest",
