@@ -5,6 +5,7 @@ other day ranges. The asset body is thin: `ingest.days.load_days` does the work.
 """
 
 
+import warnings
 from datetime import date
 
 import dagster as dg
