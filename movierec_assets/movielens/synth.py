@@ -260,11 +260,11 @@ def movies_frame(movies: _Movies) -> pl.DataFrame:
 
 def links_frame(n_movies: int, rng: np.random.Generator) -> pl.DataFrame:
     ids = np.arange(1, n_movies + 1)
-    imdb = rng.permutation(9_000_000)[:n_movies] + 100_000
+    imdb = rng.choice(9_000_000, size=n_movies, replace=False) + 100_000
     return pl.select(
         movieId=pl.Series(ids, dtype=pl.Int32),
         imdbId=pl.Series(imdb).cast(pl.String).str.zfill(7),
-        tmdbId=pl.Series(rng.permutation(900_000)[:n_movies] + 1, dtype=pl.Int32),
+        tmdbId=pl.Series(rng.choice(900_000, size=n_movies, replace=False) + 1, dtype=pl.Int32),
     )
 
 
