@@ -1,1 +1,111 @@
-"""Assets of the serving group."""
+"""Assets of the serving group: movie embeddings of the champion, and batch top 10 per user.
+
+Both are eager: `movie_embeddings` runs after `trained_model` updates and does real work only when
+the champion changed (else it records why it skipped); `user_recommendations` follows it.
+TensorFlow is imported inside the asset bodies (through movierec_assets.serving.batch) only.
+"""
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from movierec_assets.resources.database import PostgresResource
+
+OWNERS = ["team:movierec"]
+TOP_N = 10
+
+EMBEDDINGS_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("model_version", "text", description="registry version of the model"),
+    dg.TableColumn("movie_id", "int"),
+    dg.TableColumn("embedding", "real[]", description="L2-normalised movie-tower output"),
+])
+RECOMMENDATIONS_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("model_version", "text"),
+    dg.TableColumn("user_id", "int"),
+    dg.TableColumn("rank", "smallint", description="1 = best"),
+    dg.TableColumn("movie_id", "int"),
+    dg.TableColumn("score", "real", description="cosine of user and movie embeddings"),
+])
+
+
+def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # type: ignore[no-untyped-def]
+    done = [0]
+
+    def step(k: int) -> None:
+        done[0] += k
+        context.log.debug(f"{what}: {done[0]} {total_hint}")
+
+    return step
+
+
+@dg.asset(
+    key="movie_embeddings",
+    group_name="serving",
+    kinds={"tensorflow", "postgres"},
+    owners=OWNERS,
+    code_version="1",
+    deps=[dg.AssetKey("trained_model")],
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "The champion model's movie tower run over every movie in features.movie_features (cold-start "
+        "movies included), stored in ml.movie_embeddings (+ manifest ml.embedding_sets) and as .npy "
+        "next to the model. Skips when the champion already has embeddings."
+    ),
+)
+def movie_embeddings(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from movierec_assets.serving.batch import embed_champion
+
+    run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"))
+    meta: dict = {
+        "model_version": run.version or None,
+        "dagster/table_name": "ml.movie_embeddings",
+        "dagster/column_schema": EMBEDDINGS_SCHEMA,
+    }
+    if run.skipped:
+        context.log.info(f"movie_embeddings skipped: {run.skipped}")
+        return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
+    context.log.info(f"embedded {run.movies} movies x {run.dims} for model {run.version} in {run.seconds:.1f}s")
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "dagster/row_count": run.movies,
+        "movie_count": run.movies,
+        "dimensions": run.dims,
+        "seconds": round(run.seconds, 3),
+        "npy_dir": run.npy_dir,
+        "skipped": "",
+    })
+
+
+@dg.asset(
+    key="user_recommendations",
+    group_name="serving",
+    kinds={"postgres"},
+    owners=OWNERS,
+    code_version="1",
+    deps=[movie_embeddings],
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        f"Top {TOP_N} unseen movies for every user with features, from the served embeddings, written "
+        "to a new table and swapped in for ml.user_recommendations in one transaction."
+    ),
+)
+def user_recommendations(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from movierec_assets.serving.batch import recommend_all
+
+    run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"))
+    meta: dict = {
+        "model_version": run.version or None,
+        "dagster/table_name": "ml.user_recommendations",
+        "dagster/column_schema": RECOMMENDATIONS_SCHEMA,
+    }
+    if run.skipped:
+        context.log.info(f"user_recommendations skipped: {run.skipped}")
+        return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
+    context.log.info(f"top {TOP_N} for {run.users} users in {run.seconds:.1f}s")
+    return dg.MaterializeResult(metadata={
+        **meta,
+        "dagster/row_count": run.rows,
+        "users": run.users,
+        "seconds": round(run.seconds, 3),
+        "users_per_second": round(run.users / run.seconds, 1) if run.seconds else None,
+        "skipped": "",
+    })

@@ -140,9 +140,10 @@ def read_db(url: str, version: str) -> EmbeddingStore:
 
 
 # -- .npy files -----------------------------------------------------------------------------------
-def npy_dir_for(model_path: str | Path, version: str) -> Path:
-    """Where a version's .npy copy lives: a folder next to the model file or folder."""
-    return Path(model_path).absolute().parent / f"{version}.embeddings"
+def npy_dir_for(model_path: str | Path) -> Path:
+    """Where a version's .npy copy lives: `embeddings/` in the model's version folder."""
+    path = Path(model_path).absolute()
+    return (path if path.is_dir() else path.parent) / "embeddings"
 
 
 def write_npy(directory: Path, store: EmbeddingStore) -> Path:

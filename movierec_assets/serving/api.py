@@ -1,0 +1,112 @@
+"""The HTTP API (FastAPI): recommendations, similar movies, health; hot reload in the background.
+
+Bad parameters are rejected by FastAPI's validation (422) before any work; an unknown movie is a
+404; no embeddings yet is a 503. Handlers are plain functions, so FastAPI runs them on its worker
+threads and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from movierec_assets.serving.recommender import (
+    MAX_N,
+    InvalidRequest,
+    NotFound,
+    NotReady,
+    Recommendations,
+    Recommender,
+)
+
+INT32_MAX = 2**31 - 1
+RELOAD_POLL_S = 1.0
+
+
+class ItemOut(BaseModel):
+    movie_id: int
+    title: str | None
+    year: int | None
+    genres: list[str]
+    score: float | None
+
+
+class RecommendationsOut(BaseModel):
+    model_version: str
+    cold_start: bool
+    items: list[ItemOut]
+    user_id: int | None = None
+    movie_id: int | None = None
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_version: str | None
+    embeddings_age_seconds: float | None
+    movies: int | None = None
+    dims: int | None = None
+
+
+N = Annotated[int, Query(ge=1, le=MAX_N, description="How many movies to return")]
+UserId = Annotated[int, Path(ge=0, le=INT32_MAX)]
+MovieId = Annotated[int, Path(ge=0, le=INT32_MAX)]
+
+
+def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: float = RELOAD_POLL_S) -> FastAPI:
+    """The API around a Recommender built at startup; a background task polls for new champions."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.recommender = await run_in_threadpool(recommender_factory)
+        task = asyncio.create_task(_reload_loop(app.state.recommender, reload_poll_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="movierec", version="1", lifespan=lifespan,
+                  description="Two-tower movie recommendations from the champion model.")
+
+    def rec(request: Request) -> Recommender:
+        return request.app.state.recommender
+
+    @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
+             responses={503: {"description": "no embeddings yet"}})
+    def user_recommendations(request: Request, user_id: UserId, n: N = 10) -> RecommendationsOut:
+        return _out(lambda: rec(request).recommend(user_id, n))
+
+    @app.get("/movies/{movie_id}/similar", response_model=RecommendationsOut,
+             responses={404: {"description": "unknown movie"}, 503: {"description": "no embeddings yet"}})
+    def similar_movies(request: Request, movie_id: MovieId, n: N = 10) -> RecommendationsOut:
+        return _out(lambda: rec(request).similar(movie_id, n))
+
+    @app.get("/health", response_model=HealthOut)
+    def health(request: Request) -> HealthOut:
+        return HealthOut(**rec(request).health())
+
+    return app
+
+
+def _out(call: Callable[[], Recommendations]) -> RecommendationsOut:
+    try:
+        return RecommendationsOut.model_validate(call().to_dict())
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except InvalidRequest as exc:
+        raise HTTPException(422, str(exc)) from None
+    except NotReady as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+async def _reload_loop(recommender: Recommender, poll_s: float) -> None:
+    while True:
+        await asyncio.sleep(poll_s)
+        await run_in_threadpool(recommender.maybe_reload)

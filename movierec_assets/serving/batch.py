@@ -1,0 +1,161 @@
+"""The serving group's batch work, kept out of the Dagster assets: embed every movie with the
+champion's movie tower, and write the top 10 for every user (build a new table, then swap).
+
+Importing this module does not import TensorFlow; the functions that need it import it lazily.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from movierec_assets.db import bulk
+from movierec_assets.db.connect import adbc_connect, connect
+from movierec_assets.serving import embeddings
+from movierec_assets.serving.embeddings import EmbeddingStore
+from movierec_assets.serving.topn import iter_top_n_batch, seen_csr
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EmbeddingRun:
+    version: str
+    movies: int
+    dims: int
+    seconds: float
+    npy_dir: str | None
+    skipped: str | None = None  # why nothing was computed, when nothing was
+
+
+def has_embeddings(url: str, version: str) -> bool:
+    with connect(url) as conn:
+        return conn.execute("SELECT 1 FROM ml.embedding_sets WHERE model_version = %s", (version,)).fetchone() is not None
+
+
+def embed_champion(url: str, progress: Progress | None = None, force: bool = False) -> EmbeddingRun:
+    """Run the champion's movie tower over every row of features.movie_features and store the result.
+
+    Skips (and says why) when there is no champion or its embeddings already exist.
+    """
+    from movierec_assets.ml import feature_io, registry
+    from movierec_assets.serving.state import model_stats
+
+    champion = registry.current_champion(url)
+    if champion is None:
+        return EmbeddingRun("", 0, 0, 0.0, None, skipped="no champion model yet")
+    if not force and has_embeddings(url, champion.version):
+        return EmbeddingRun(champion.version, 0, 0, 0.0, None, skipped="champion already has embeddings")
+    start = time.perf_counter()
+    model = registry.load_model(champion.path)
+    movies = bulk.read_polars(url, "SELECT * FROM features.movie_features")
+    ids, x = feature_io.scale_movies(movies, model_stats(url, champion.path))
+    matrix = embeddings.run_tower(model.movie_net, x, ids, progress=progress)
+    store = EmbeddingStore.build(champion.version, ids, matrix)
+    npy_dir = embeddings.write_npy(embeddings.npy_dir_for(champion.path), store)
+    seconds = time.perf_counter() - start
+    embeddings.write_db(url, store, npy_dir, seconds)
+    return EmbeddingRun(champion.version, len(ids), store.dims, seconds, str(npy_dir))
+
+
+@dataclass(frozen=True)
+class RecommendationRun:
+    version: str
+    users: int
+    rows: int
+    seconds: float
+    skipped: str | None = None
+
+
+def current_batch_version(url: str) -> str | None:
+    with connect(url) as conn:
+        row = conn.execute("SELECT model_version FROM ml.user_recommendations LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def user_queries(url: str, version: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted user ids, their embeddings) from the version's user tower and current user features."""
+    from movierec_assets.ml import feature_io, registry
+    from movierec_assets.serving.state import model_stats
+
+    entry = registry.get_version(url, version)
+    if entry is None:
+        raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
+    users = bulk.read_polars(url, "SELECT * FROM features.user_features")
+    ids, x = feature_io.scale_users(users, model_stats(url, entry.path))
+    return ids, embeddings.run_tower(registry.load_model(entry.path).user_net, x, ids)
+
+
+def seen_rows(url: str, user_ids: np.ndarray, store: EmbeddingStore) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of every rated movie (as embedding rows) per user row, from one bulk read of the ratings."""
+    with adbc_connect(url, autocommit=True) as conn:
+        ratings = bulk.fetch_arrow(conn, "SELECT user_id, movie_id FROM movielens.ratings")
+    users = ratings.column("user_id").to_numpy().astype(np.int64)
+    movies = store.rows_of(ratings.column("movie_id").to_numpy())
+    if len(user_ids) == 0:
+        return seen_csr(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    pos = np.minimum(np.searchsorted(user_ids, users), len(user_ids) - 1)
+    keep = (movies >= 0) & (user_ids[pos] == users)  # users without features are not scored
+    return seen_csr(pos[keep], movies[keep], len(user_ids))
+
+
+def top_n_table(version: str, user_ids: np.ndarray, store: EmbeddingStore, queries: np.ndarray,
+                seen: tuple[np.ndarray, np.ndarray], n: int, progress: Progress | None = None) -> pa.Table:
+    """(model_version, user_id, rank, movie_id, score) for every user's top n."""
+    users, ranks, movies, scores = [], [], [], []
+    for start, rows, vals in iter_top_n_batch(store.matrix, queries, n, seen):
+        valid = rows >= 0
+        block_users = np.repeat(user_ids[start : start + len(rows)], n).reshape(len(rows), n)
+        users.append(block_users[valid])
+        ranks.append(np.broadcast_to(np.arange(1, n + 1, dtype=np.int16), rows.shape)[valid])
+        movies.append(store.movie_ids[rows[valid]])
+        scores.append(vals[valid])
+        if progress:
+            progress(len(rows))
+    user_col = _cat(users, np.int32)
+    return pa.table({
+        "model_version": pa.array([version] * len(user_col), pa.string()),
+        "user_id": pa.array(user_col, pa.int32()),
+        "rank": pa.array(_cat(ranks, np.int16), pa.int16()),
+        "movie_id": pa.array(_cat(movies, np.int32), pa.int32()),
+        "score": pa.array(_cat(scores, np.float32), pa.float32()),
+    })
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def swap_in(url: str, table: pa.Table) -> int:
+    """COPY into a fresh table, index it, and swap it for ml.user_recommendations in one transaction."""
+    with adbc_connect(url) as conn:
+        bulk.execute(conn, "DROP TABLE IF EXISTS ml.user_recommendations_next")
+        bulk.execute(conn, "CREATE TABLE ml.user_recommendations_next"
+                           " (LIKE ml.user_recommendations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        rows = bulk.ingest(conn, "ml", "user_recommendations_next", table)
+        bulk.execute(conn, "ALTER TABLE ml.user_recommendations_next ADD PRIMARY KEY (user_id, rank)")
+        bulk.execute(conn, "DROP TABLE ml.user_recommendations")
+        bulk.execute(conn, "ALTER TABLE ml.user_recommendations_next RENAME TO user_recommendations")
+        conn.commit()
+    return rows
+
+
+def recommend_all(url: str, n: int = 10, progress: Progress | None = None, force: bool = False) -> RecommendationRun:
+    """Top n for every user with features, from the servable embeddings; skips if already current."""
+    from movierec_assets.serving.state import PostgresStateLoader
+
+    version = PostgresStateLoader(url).servable_version()
+    if version is None:
+        return RecommendationRun("", 0, 0, 0.0, skipped="no movie embeddings yet")
+    if not force and current_batch_version(url) == version:
+        return RecommendationRun(version, 0, 0, 0.0, skipped="recommendations already use this version")
+    start = time.perf_counter()
+    store = embeddings.load(url, version)
+    user_ids, queries = user_queries(url, version)
+    table = top_n_table(version, user_ids, store, queries, seen_rows(url, user_ids, store), n, progress)
+    rows = swap_in(url, table)
+    return RecommendationRun(version, len(user_ids), rows, time.perf_counter() - start)

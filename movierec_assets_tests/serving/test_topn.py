@@ -1,0 +1,75 @@
+"""Exact top-N: equal to a brute-force float64 reference, seen movies never returned, ties by id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movierec_assets.serving.topn import seen_csr, top_n, top_n_batch
+
+
+def reference(embeddings: np.ndarray, query: np.ndarray, n: int, seen: set[int]) -> list[int]:
+    """Float64 scores, every row scored, sorted by (-score, row) in plain Python."""
+    scores = embeddings.astype(np.float64) @ query.astype(np.float64)
+    rows = [r for r in range(len(scores)) if r not in seen]
+    return sorted(rows, key=lambda r: (-scores[r], r))[:n]
+
+
+def random_case(rng: np.random.Generator, integer: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    m = int(rng.integers(1, 400))
+    if integer:  # small integers: float32 products are exact and ties are everywhere
+        emb = rng.integers(-2, 3, (m, 4)).astype(np.float32)
+        queries = rng.integers(-2, 3, (9, 4)).astype(np.float32)
+    else:
+        emb = rng.standard_normal((m, 16)).astype(np.float32)
+        queries = rng.standard_normal((9, 16)).astype(np.float32)
+    return emb, queries, int(rng.integers(1, 30))
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_single_and_batch_equal_float64_reference(integer: bool) -> None:
+    rng = np.random.default_rng(7 if integer else 8)
+    for _ in range(40):
+        emb, queries, n = random_case(rng, integer)
+        users = rng.integers(0, len(queries), 60)
+        movies = rng.integers(0, len(emb), 60)
+        indptr, indices = seen_csr(users, movies, len(queries))
+        batch_rows, batch_scores = top_n_batch(emb, queries, n, (indptr, indices), block=4)
+        for u, q in enumerate(queries):
+            seen = set(movies[users == u].tolist())
+            expected = reference(emb, q, n, seen)
+            rows, scores = top_n(emb, q, n, np.array(sorted(seen), dtype=np.int64))
+            assert rows.tolist() == expected
+            assert not seen & set(rows.tolist())
+            np.testing.assert_allclose(scores, emb[rows].astype(np.float64) @ q, atol=1e-4)
+            got = batch_rows[u][batch_rows[u] >= 0].tolist()
+            assert got == expected
+            assert np.all(batch_scores[u][len(got):] == -np.inf)
+
+
+def test_ties_resolve_to_lower_row_and_fewer_than_n_unseen() -> None:
+    emb = np.ones((5, 2), np.float32)  # every movie scores the same
+    rows, _ = top_n(emb, np.array([1, 0], np.float32), 3, np.array([0, 2]))
+    assert rows.tolist() == [1, 3, 4]
+    rows, _ = top_n(emb, np.array([1, 0], np.float32), 10, np.array([1]))
+    assert rows.tolist() == [0, 2, 3, 4]
+    batch, _ = top_n_batch(emb, np.array([[1, 0]], np.float32), 10, seen_csr(np.array([0]), np.array([1]), 1))
+    assert batch[0].tolist() == [0, 2, 3, 4] + [-1] * 6
+
+
+def test_everything_seen_returns_nothing() -> None:
+    emb = np.eye(3, dtype=np.float32)
+    rows, scores = top_n(emb, np.ones(3, np.float32), 2, np.arange(3))
+    assert rows.size == 0 and scores.size == 0
+
+
+def test_batch_many_blocks_and_threads_agree_with_single() -> None:
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((3000, 32)).astype(np.float32)
+    queries = rng.standard_normal((700, 32)).astype(np.float32)
+    users, movies = rng.integers(0, 700, 20000), rng.integers(0, 3000, 20000)
+    seen = seen_csr(users, movies, 700)
+    rows, _ = top_n_batch(emb, queries, 10, seen, block=64, threads=2)
+    for u in range(0, 700, 37):
+        expected, _ = top_n(emb, queries[u], 10, seen[1][seen[0][u] : seen[0][u + 1]])
+        assert rows[u].tolist() == expected.tolist()
