@@ -1,0 +1,72 @@
+"""Arrow-native bulk paths: COPY BINARY in (ADBC `adbc_ingest`) and out (ADBC fetch_arrow_table).
+
+Rows never pass through Python one at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from movierec_assets.db.connect import adbc_connect
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """A safely quoted SQL identifier; rejects anything that is not a plain name."""
+    if not _IDENT.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def to_arrow(data: pa.Table | pl.DataFrame) -> pa.Table:
+    return data.to_arrow() if isinstance(data, pl.DataFrame) else data
+
+
+def fetch_arrow(conn: Any, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+    """Run a query on an open ADBC connection and return the result as Arrow."""
+    with conn.cursor() as cur:
+        cur.execute(query, params) if params else cur.execute(query)
+        return cur.fetch_arrow_table()
+
+
+def read_polars(url: str, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+    """A query's result as a Polars frame, through COPY BINARY. Parameters are bound, never formatted."""
+    with adbc_connect(url, autocommit=True) as conn:
+        return pl.from_arrow(fetch_arrow(conn, query, params))  # type: ignore[return-value]
+
+
+def ingest(conn: Any, schema: str, table: str, data: pa.Table | pl.DataFrame, mode: str = "append") -> int:
+    """COPY Arrow data into `schema.table` inside the caller's transaction; return rows written.
+
+    `mode` is ADBC's: "append" (table exists), "create" (new table) or "create_append".
+    """
+    quote_ident(schema), quote_ident(table)
+    arrow = to_arrow(data)
+    with conn.cursor() as cur:
+        cur.adbc_ingest(table, arrow, mode=mode, db_schema_name=schema)
+    return arrow.num_rows
+
+
+def ingest_temp(conn: Any, table: str, data: pa.Table | pl.DataFrame) -> int:
+    """COPY Arrow data into a new temporary table (dropped at session end)."""
+    quote_ident(table)
+    arrow = to_arrow(data)
+    with conn.cursor() as cur:
+        cur.adbc_ingest(table, arrow, mode="create", temporary=True)
+    return arrow.num_rows
+
+
+def execute(conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
+    """Run one statement on an ADBC connection (DDL, INSERT ... SELECT); parameters are bound."""
+    with conn.cursor() as cur:
+        cur.execute(sql, params) if params else cur.execute(sql)
