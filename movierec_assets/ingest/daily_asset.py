@@ -60,11 +60,12 @@ def _metadata(report: LoadReport, days: list[date], source: str) -> dict[str, ob
         "transaction_attempts": report.attempts,
         "landing_dir": dg.MetadataValue.path(source),
         "dagster/table_name": TABLE,
-        "dagster/column_schema": COLUMN_SCHEMA,
     }
     if report.rejected_reasons:
         meta["rejected_reasons"] = dg.MetadataValue.json(report.rejected_reasons)
     if single:  # for a range, the run's total is not any one partition's row count
+        # (the column schema is on the definition; a range writes one event per day, kept small)
+        meta["dagster/column_schema"] = COLUMN_SCHEMA
         meta["dagster/row_count"] = report.rows_loaded
         meta["source_file"] = dg.MetadataValue.path(report.days[0].source_file)
     return meta
@@ -102,8 +103,10 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.A
             report = load_days(postgres.url(), run_days, source)
         except DayLoadError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except DatabaseUnavailable as exc:
+        except DatabaseUnavailable as exc:  # transient: the retry policy tries again
             raise dg.Failure(description=str(exc), allow_retries=True) from None
+        except Exception as exc:  # a bug is not transient: fail at once, keeping the cause
+            raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
         context.log.info(
             f"loaded {report.rows_loaded} rows, rejected {report.rows_rejected}, in {report.seconds:.2f}s"
         )

@@ -34,6 +34,8 @@ from movierec_assets.ingest.validate import IngestError, ParsedRatings, parse_ra
 log = logging.getLogger(__name__)
 
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "rated_at", "partition_day"]
+_EMPTY_GOOD = pl.DataFrame(schema={"user_id": pl.Int32, "movie_id": pl.Int32, "rating": pl.Float32,
+                                   "rated_at": pl.Datetime("us", "UTC"), "partition_day": pl.Date})
 RETRY_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure", "55P03": "lock timeout"}
 # Advisory lock namespaces (the two-int4 key space, separate from the migration lock's int8 key).
 _NS_MONTH = 1297219585
@@ -111,10 +113,13 @@ def _parse_parquet(f: DayFile) -> ParsedRatings:
 def read_day(f: DayFile, known_movie_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(good rows with partition_day, rejected rows) of one day file; IngestError if unreadable."""
     parsed = _parse_file(f)
+    if parsed.good.height == 0:  # header-only days are common; skip the per-call overheads
+        return _EMPTY_GOOD, parsed.rejected
     kept, invalid = validate_ratings(parsed.good, known_movie_ids, expected_day=f.day)
     good = kept.select(pl.col(RATING_COLUMNS[:4]), pl.lit(f.day).alias("partition_day"))
-    rejected = pl.concat([parsed.rejected, invalid]).sort("line_number", nulls_last=True)
-    return good, rejected
+    if invalid.height == 0:
+        return good, parsed.rejected
+    return good, pl.concat([parsed.rejected, invalid]).sort("line_number", nulls_last=True)
 
 
 def read_days(landing_dir: Path, days: Sequence[date], known_movie_ids: pl.Series) -> _DayBatch:

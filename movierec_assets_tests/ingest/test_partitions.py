@@ -1,0 +1,187 @@
+"""daily_partitioned_ratings against the real server: ranges, idempotence, bad files, concurrency."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from movierec_assets.db import bulk
+from movierec_assets.db.connect import adbc_connect, connect
+from movierec_assets.ingest.days import load_days
+from movierec_assets.ingest.replay import replay
+from movierec_assets.movielens.source import read_movies, scan_ratings
+from movierec_assets.movielens.split import compute_split
+from movierec_assets.partitions import active_day_range, daily_partitions_for, day_range_for
+from movierec_assets_tests.conftest import traversable_tmpdir
+from movierec_assets_tests.ingest.days_support import (
+    clear_days,
+    day_counts,
+    day_lines,
+    ensure_tiny_movies,
+    materialize_days,
+    rejects,
+    tiny_asset,
+    ts,
+    write_day,
+)
+
+D1, D2, D3 = date(1991, 1, 5), date(1991, 1, 6), date(1991, 1, 7)
+
+
+@pytest.fixture
+def landing(monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = traversable_tmpdir("movierec-landing-")
+    monkeypatch.setenv("MOVIEREC_LANDING_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def tiny(pg_url: str) -> str:
+    ensure_tiny_movies(pg_url)
+    clear_days(pg_url)
+    return pg_url
+
+
+def _expected_range(source: Path) -> tuple[date, date]:
+    """The split rule computed here independently: sort, H = floor(0.625 N), cutoff = day of the H-th."""
+    raw = pl.read_csv(source / "ratings.csv").sort("timestamp", "userId", "movieId")
+    days = pl.from_epoch(raw["timestamp"], time_unit="s").dt.date()
+    h = math.floor(0.625 * raw.height)
+    return days[h - 1] + timedelta(days=1), days.max()
+
+
+def test_partitions_are_the_future_days_of_ml_small(ml_small: Path) -> None:
+    first, last = _expected_range(ml_small)
+    manifest = compute_split(scan_ratings(ml_small), dataset_id="ml-small", source_dir=str(ml_small))
+    keys = daily_partitions_for(day_range_for(manifest.cutoff_day, manifest.last_day, "ml")).get_partition_keys()
+    assert keys[0] == first.isoformat() and keys[-1] == last.isoformat()
+    assert len(keys) == (last - first).days + 1 == 2915
+    assert len(set(keys)) == len(keys)
+
+
+def test_placeholder_partitions_without_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOVIEREC_HOME", str(traversable_tmpdir("movierec-empty-home-")))
+    days = active_day_range()
+    assert not days.from_manifest and "PLACEHOLDER" in days.describe()
+    assert len(daily_partitions_for(days).get_partition_keys()) == len(days.days()) == 7
+
+
+def test_day_loads_and_reloads_idempotently(tiny: str, landing: Path) -> None:
+    asset = tiny_asset()
+    write_day(landing, D1, day_lines(D1, 50))
+    result = materialize_days(asset, D1)
+    meta = result.asset_materializations_for_node("daily_partitioned_ratings")[0].metadata
+    assert meta["rows_loaded"].value == 50 and meta["rows_rejected"].value == 0
+    assert meta["dagster/row_count"].value == 50 and meta["load_seconds"].value > 0
+    materialize_days(asset, D1)
+    assert day_counts(tiny, [D1]) == {D1: 50}
+    write_day(landing, D1, day_lines(D1, 20))  # a replaced file replaces the day's rows
+    materialize_days(asset, D1)
+    assert day_counts(tiny, [D1]) == {D1: 20}
+
+
+def test_bad_rows_are_quarantined_with_reasons(tiny: str, landing: Path) -> None:
+    good = day_lines(D2, 3)
+    bad = [
+        "1,990001,abc," + str(ts(D2)),  # line 5: unparseable rating
+        "2,990002,7.0," + str(ts(D2)),  # line 6: out of range
+        "3,424242,4.0," + str(ts(D2)),  # line 7: unknown movie
+        "4,990001,4.0," + str(ts(D3)),  # line 8: the next day
+        "5,990001,4.0",  # line 9: missing field
+    ]
+    write_day(landing, D2, good + bad)
+    result = materialize_days(tiny_asset(), D2)
+    meta = result.asset_materializations_for_node("daily_partitioned_ratings")[0].metadata
+    assert (meta["rows_loaded"].value, meta["rows_rejected"].value) == (3, 5)
+    got = rejects(tiny, D2)
+    assert [r[0] for r in got] == [5, 6, 7, 8, 9]
+    reasons = [r[1] for r in got]
+    assert "rating" in reasons[0] and "outside 0.5..5.0" in reasons[1] and "unknown movieId 424242" in reasons[2]
+    assert "outside file day 1991-01-06" in reasons[3] and "expected 4 fields" in reasons[4]
+    assert {r[2] for r in got} == {"1991-01-06.csv"}
+    materialize_days(tiny_asset(), D2)  # a rerun replaces the quarantine rows too
+    assert len(rejects(tiny, D2)) == 5 and day_counts(tiny, [D2]) == {D2: 3}
+
+
+def test_unparseable_file_fails_and_keeps_previous_rows(tiny: str, landing: Path) -> None:
+    asset = tiny_asset()
+    write_day(landing, D3, day_lines(D3, 7))
+    materialize_days(asset, D3)
+    (landing / "1991-01-07.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage")
+    result = materialize_days(asset, D3, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error.message)
+    assert "1991-01-07.csv" in message and "not a ratings CSV" in message
+    assert day_counts(tiny, [D3]) == {D3: 7}
+
+
+def test_missing_day_file_fails_naming_the_expected_path(tiny: str, landing: Path) -> None:
+    day = date(1991, 2, 1)
+    result = materialize_days(tiny_asset(), day, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert str(landing / "1991-02-01.csv") in failure.event_specific_data.error.message
+    assert day_counts(tiny, [day]) == {}
+
+
+def test_concurrent_partitions_both_succeed(tiny: str, landing: Path) -> None:
+    """Two different days and the same day twice, at once: every run succeeds, counts are exact."""
+    a, b = date(1991, 3, 1), date(1991, 3, 2)
+    write_day(landing, a, day_lines(a, 4000))
+    write_day(landing, b, day_lines(b, 3000, user0=100000))
+    asset = tiny_asset()
+    results: list[bool] = []
+
+    def run(day: date) -> None:
+        results.append(materialize_days(asset, day, raise_on_error=False).success)
+
+    threads = [threading.Thread(target=run, args=(d,)) for d in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [True] * 4
+    assert day_counts(tiny, [a, b]) == {a: 4000, b: 3000}
+
+
+def _load_ml_small_base(url: str, source: Path, cutoff: date) -> int:
+    """Movies and the history rows, straight into the tables (the day loads are what is tested)."""
+    history = scan_ratings(source).filter(pl.col("rated_at").dt.date() <= cutoff).collect()
+    with adbc_connect(url) as conn:
+        bulk.execute(conn, "TRUNCATE movielens.ratings, movielens.rejected_ratings, movielens.movies")
+        bulk.ingest(conn, "movielens", "movies", read_movies(source))
+        bulk.ingest(conn, "movielens", "ratings", history)
+        conn.commit()
+    return history.height
+
+
+def test_ml_small_every_day_loads_exactly(pg_url: str, ml_small: Path, landing: Path) -> None:
+    """Replay and load all 2,915 future days (one loader call, as a single-run backfill does):
+    history + partition rows = N exactly, and every day holds exactly its file's rows."""
+    manifest = compute_split(scan_ratings(ml_small), dataset_id="ml-small", source_dir=str(ml_small))
+    days = day_range_for(manifest.cutoff_day, manifest.last_day, manifest.dataset_id)
+    n_history = _load_ml_small_base(pg_url, ml_small, manifest.cutoff_day)
+    assert replay(ml_small, landing, manifest=manifest) == days.days()
+    report = load_days(pg_url, days.days(), landing)
+    assert (len(report.days), report.rows_rejected) == (2915, 0)
+    with connect(pg_url) as conn:
+        total = conn.execute("SELECT count(*) FROM movielens.ratings").fetchone()[0]
+        per_day = dict(conn.execute(
+            "SELECT partition_day, count(*) FROM movielens.ratings WHERE partition_day IS NOT NULL GROUP BY 1"
+        ).fetchall())
+    assert n_history + sum(per_day.values()) == total == 100_836
+    csv_counts = {d: len((landing / f"{d.isoformat()}.csv").read_text().splitlines()) - 1 for d in days.days()}
+    assert {d: n for d, n in csv_counts.items() if n} == per_day
+    # the last 40 days again, through Dagster as one single-run range: counts unchanged
+    again = days.days()[-40:]
+    result = materialize_days(tiny_asset(days), again[0], again[-1])
+    assert len(result.asset_materializations_for_node("daily_partitioned_ratings")) == 40
+    assert day_counts(pg_url, again) == {d: per_day[d] for d in again if d in per_day}
+    with connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM movielens.ratings").fetchone()[0] == 100_836
