@@ -1,0 +1,81 @@
+"""In-memory StateLoader and UserSource: the Recommender without a database, for tests and
+benchmarks of the serving core on random embeddings (the PostgreSQL versions live in state.py)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from movierec_assets.serving.embeddings import EmbeddingStore
+from movierec_assets.serving.state import Catalog, ServingState, UserData, unit_rows
+from movierec_assets.serving.tower import NumpyTower, UserEncoder, l2_normalize
+
+
+@dataclass
+class MemoryStateLoader:
+    states: dict[str, ServingState] = field(default_factory=dict)
+    current: str | None = None
+    loads: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, state: ServingState) -> None:
+        """Make a new version servable (what a champion's movie_embeddings run does)."""
+        with self._lock:
+            self.states[state.version] = state
+            self.current = state.version
+
+    def servable_version(self) -> str | None:
+        return self.current
+
+    def load(self, version: str) -> ServingState:
+        self.loads += 1
+        return self.states[version]
+
+
+@dataclass
+class MemoryUserSource:
+    columns: list[str]
+    features: dict[int, np.ndarray] = field(default_factory=dict)
+    seen: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def lookup(self, user_id: int) -> UserData:
+        row = self.features.get(user_id)
+        frame = None if row is None else pl.DataFrame([row.tolist()], schema=self.columns, orient="row")
+        return UserData(frame, self.seen.get(user_id, np.zeros(0, np.int64)))
+
+
+def identity_scaler(columns: list[str]):  # type: ignore[no-untyped-def]
+    def scale(df: pl.DataFrame) -> np.ndarray:
+        return df.select(columns).to_numpy().astype(np.float32)
+
+    return scale
+
+
+def random_tower(rng: np.random.Generator, n_features: int, layers: list[int], dims: int) -> NumpyTower:
+    """A tower of the model's shape with random weights (ReLU stack, linear output, L2 norm)."""
+    sizes = [n_features, *layers, dims]
+    dense = tuple(
+        (rng.standard_normal((a, b)).astype(np.float32) / np.sqrt(a), np.zeros(b, np.float32),
+         "relu" if i < len(layers) else "linear")
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+    )
+    return NumpyTower(dense)
+
+
+def random_state(version: str, movie_ids: np.ndarray, dims: int, encoder: UserEncoder, columns: list[str],
+                 rng: np.random.Generator) -> ServingState:
+    """Random L2-normalised movie embeddings with synthetic titles and a random popularity order."""
+    matrix = l2_normalize(rng.standard_normal((len(movie_ids), dims)).astype(np.float32))
+    store = EmbeddingStore.build(version, movie_ids, matrix, datetime.now(UTC))
+    m = len(store.movie_ids)
+    catalog = Catalog(
+        [f"Movie {i}" for i in store.movie_ids.tolist()],
+        [1900 + i % 120 for i in range(m)],
+        [["Drama"] if i % 2 else ["Comedy", "Romance"] for i in range(m)],
+        rng.permutation(m).astype(np.int64),
+    )
+    return ServingState(store, unit_rows(store.matrix), catalog, encoder, identity_scaler(columns))
