@@ -28,6 +28,7 @@ DEFAULT_SEED = 42
 MIN_PER_USER = 20
 FACTOR_DIM = 8
 CHUNK_RATINGS = 1_000_000  # fixed: chunk boundaries are part of the deterministic output
+GENERATORS = 2  # generation threads; peak memory grows by about 150 MB per thread
 REAL_GENRES = GENRES[:-1]
 # Relative genre frequencies in ml-latest-small (same order as REAL_GENRES).
 GENRE_WEIGHTS = np.array(
@@ -160,26 +161,33 @@ def _make_users(p: SynthPlan, rng: np.random.Generator) -> _Users:
 
 
 def _distinct_movies(counts: np.ndarray, movies: _Movies, rng: np.random.Generator) -> np.ndarray:
-    """Sorted keys local_user * M + movie_index, exactly counts[i] distinct movies for user i."""
-    m = len(movies.bias)
+    """Sorted keys (local_user << bits) | movie_index, exactly counts[i] distinct movies for user i.
+
+    Keys pack (user, movie) so that one integer sort orders by user then movie; shifts, not
+    divisions, unpack them."""
+    m, bits = len(movies.bias), _key_bits(movies)
     users = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    keys = _sorted_unique(users * m + _sample_popular(movies, len(users), rng))
+    keys = _sorted_unique((users << bits) | _sample_popular(movies, len(users), rng))
     for attempt in range(200):
-        need = counts - np.bincount(keys // m, minlength=len(counts))
+        need = counts - np.bincount(keys >> bits, minlength=len(counts))
         if not need.any():
             return keys
         users = np.repeat(np.arange(len(counts), dtype=np.int64), need)
         # Popularity first; heavy users exhaust the head, so fall back to uniform draws.
         new = _sample_popular(movies, len(users), rng) if attempt < 3 else rng.integers(0, m, len(users))
-        new = _sorted_unique(users * m + new)
+        new = _sorted_unique((users << bits) | new)
         pos = np.searchsorted(keys, new)
         fresh = new[(pos >= len(keys)) | (keys[np.minimum(pos, len(keys) - 1)] != new)]
         # Keep only `need` fresh keys per user (fresh is sorted, so rank within user is positional).
-        fu = fresh // m
+        fu = fresh >> bits
         first = np.searchsorted(fu, fu, side="left")
         fresh = fresh[np.arange(len(fresh)) - first < need[fu]]
         keys = np.sort(np.concatenate((keys, fresh)), kind="stable")  # two sorted runs: a merge
     raise RuntimeError("could not draw distinct movies per user")  # unreachable with counts <= M/3
+
+
+def _key_bits(movies: _Movies) -> int:
+    return (len(movies.bias) - 1).bit_length()
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
@@ -200,10 +208,10 @@ def _stars(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _chunk(u0: int, u1: int, users: _Users, movies: _Movies, rng: np.random.Generator) -> pl.DataFrame:
-    m = len(movies.bias)
+    bits = _key_bits(movies)
     keys = _distinct_movies(users.counts[u0:u1], movies, rng)
-    uid = keys // m + u0
-    mid = keys % m
+    uid = (keys >> bits) + u0
+    mid = keys & ((1 << bits) - 1)
     dot = np.einsum("ij,ij->i", users.vec[uid], np.take(movies.vec, mid, axis=0))
     score = (
         3.63 + users.bias[uid] + movies.bias[mid] + dot + rng.normal(0.0, 0.5, len(keys)).astype(np.float32)
@@ -287,8 +295,8 @@ def write_synthetic(
 ) -> SynthPlan:
     """Write ratings.csv, movies.csv, tags.csv and links.csv into `out_dir` (created if needed).
 
-    Generation of the next chunk overlaps with writing the previous one (Polars writes without
-    the GIL), so both cores work. `progress(n)` is called with the ratings written per chunk.
+    Users are processed in chunks of about CHUNK_RATINGS ratings, generated on GENERATORS threads
+    while the main thread writes. `progress(n)` is called with the ratings written per chunk.
     """
     p = plan(n_ratings, seed, start_year, end_year)
     out = Path(out_dir)
@@ -302,36 +310,29 @@ def write_synthetic(
     links_frame(p.n_movies, np.random.default_rng(links_seed)).write_csv(out / "links.csv")
     chunks = _user_chunks(users.counts)
     seeds = chunk_seed.spawn(len(chunks))
+
+    def generate(i: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        rng = np.random.default_rng(seeds[i])
+        frame = _chunk(*chunks[i], users, movies, rng)
+        return frame, _tags(frame, movies, rng)
+
+    # Chunks are generated ahead on worker threads (numpy and Polars release the GIL) and written
+    # in order here; each chunk has its own seed, so the bytes do not depend on the scheduling.
     with (
         open(out / "ratings.csv", "wb") as rfh,
         open(out / "tags.csv", "wb") as tfh,
-        ThreadPoolExecutor(max_workers=1) as writer,
+        ThreadPoolExecutor(max_workers=GENERATORS) as pool,
     ):
-        pending = None
-        for i, ((u0, u1), s) in enumerate(zip(chunks, seeds, strict=True)):
-            rng = np.random.default_rng(s)
-            frame = _chunk(u0, u1, users, movies, rng)
-            tags = _tags(frame, movies, rng)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(_write_pair, frame, tags, rfh, tfh, i == 0, progress)
-        if pending is not None:
-            pending.result()
+        ahead = [pool.submit(generate, i) for i in range(min(GENERATORS, len(chunks)))]
+        for i in range(len(chunks)):
+            frame, tags = ahead.pop(0).result()
+            if i + GENERATORS < len(chunks):
+                ahead.append(pool.submit(generate, i + GENERATORS))
+            frame.write_csv(rfh, include_header=i == 0, float_precision=1)
+            tags.write_csv(tfh, include_header=i == 0)
+            if progress is not None:
+                progress(frame.height)
     return p
-
-
-def _write_pair(
-    ratings: pl.DataFrame,
-    tags: pl.DataFrame,
-    rfh: object,
-    tfh: object,
-    header: bool,
-    progress: ProgressFn | None,
-) -> None:
-    ratings.write_csv(rfh, include_header=header, float_precision=1)  # type: ignore[arg-type]
-    tags.write_csv(tfh, include_header=header)  # type: ignore[arg-type]
-    if progress is not None:
-        progress(ratings.height)
 
 
 def ensure_default_dataset(n_ratings: int = DEFAULT_RATINGS, seed: int = DEFAULT_SEED) -> Path:
