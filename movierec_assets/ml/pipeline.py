@@ -111,6 +111,12 @@ def needs_streaming(n_ratings: int, memory_budget_bytes: int) -> bool:
     return n_ratings * BYTES_PER_RATING > memory_budget_bytes
 
 
+def movie_log_frequency(ratings: RatingArrays, n_movies: int) -> np.ndarray:
+    """log q(movie): each movie's share of the training ratings (+1 smoothing), for logQ correction."""
+    counts = np.bincount(ratings.movie_idx, minlength=n_movies).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
 def model_inputs(features: FeatureMatrices, user_rows: np.ndarray, movie_rows: np.ndarray) -> dict[str, np.ndarray]:
     """Numpy inputs for `model.predict` on explicit (user row, movie row) pairs (evaluation)."""
     return {
@@ -124,10 +130,11 @@ def model_inputs(features: FeatureMatrices, user_rows: np.ndarray, movie_rows: n
 class _Gather:
     """Holds the feature matrices as tensors and gathers one batch of rows by index."""
 
-    def __init__(self, features: FeatureMatrices) -> None:
+    def __init__(self, features: FeatureMatrices, movie_logq: np.ndarray | None = None) -> None:
         import tensorflow as tf
 
         self.tf = tf
+        self.movie_logq = None if movie_logq is None else tf.constant(movie_logq, tf.float32)
         self.user_matrix = tf.constant(features.user_matrix, tf.float32)
         self.movie_matrix = tf.constant(features.movie_matrix, tf.float32)
         self.user_ids = tf.constant(features.user_ids.astype(np.int32))
@@ -141,6 +148,9 @@ class _Gather:
             "user_id": tf.gather(self.user_ids, u),
             "movie_id": tf.gather(self.movie_ids, m),
         }
+        if self.movie_logq is not None:  # training batches only: see two_tower.TRAIN_*
+            x["train_rating"] = r
+            x["train_movie_logq"] = tf.gather(self.movie_logq, m)
         return x, r
 
 
@@ -151,6 +161,7 @@ def make_dataset(
     shuffle: bool = True,
     seed: int = 0,
     start_epoch: int = 0,
+    movie_logq: np.ndarray | None = None,
 ) -> tuple[Any, int]:
     """(dataset, steps_per_epoch). With shuffle, the dataset repeats forever, one fresh permutation
     per epoch (seeded by (seed, epoch), so a resumed run continues the same sequence); pass
@@ -165,7 +176,7 @@ def make_dataset(
     u = tf.constant(ratings.user_idx, tf.int32)
     m = tf.constant(ratings.movie_idx, tf.int32)
     r = tf.constant(ratings.rating, tf.float32)
-    gather = _Gather(features)
+    gather = _Gather(features, movie_logq if shuffle else None)
 
     def batch_of(idx: Any) -> tuple[dict[str, Any], Any]:
         return gather(tf.gather(u, idx), tf.gather(m, idx), tf.gather(r, idx))

@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays, make_dataset
+from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays, make_dataset, movie_log_frequency
 from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model
 
 CHECKPOINT_DIR = "checkpoints"
@@ -149,7 +149,8 @@ def train(
         )
         if warm_start is not None:
             _warm_start(model, warm_start, logger)
-    train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch)
+    logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
+    train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq)
     val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), shuffle=False)
     callbacks = _callbacks(run_dir, cfg, logger, steps) + list(extra_callbacks or [])
     t0 = time.perf_counter()

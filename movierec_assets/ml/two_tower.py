@@ -15,6 +15,12 @@ USER_FEATURES = "user_features"
 MOVIE_FEATURES = "movie_features"
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"
+# Training-only inputs (the pipeline adds them; inference never needs them): the label, to keep
+# only liked pairs (>= 4 stars) as retrieval positives, and log q(movie), the movie's share of the
+# training ratings, for the sampling-bias (logQ) correction of in-batch negatives.
+TRAIN_RATING = "train_rating"
+TRAIN_MOVIE_LOGQ = "train_movie_logq"
+POSITIVE_MIN_RATING = 4.0
 # Knuth's multiplicative constant: spreads consecutive MovieLens ids over the buckets.
 _HASH_MULT = 2654435761
 _HASH_MOD = 2**31 - 1
@@ -136,21 +142,34 @@ class ColaborativeFiltering(keras.Model):
         u = self.user_net(self._tower_inputs(inputs, "user"), training=training)
         m = self.movie_net(self._tower_inputs(inputs, "movie"), training=training)
         if training and self.retrieval_weight > 0:
-            self.add_loss(self.retrieval_weight * self._in_batch_softmax(u, m, inputs.get(MOVIE_ID)))
+            self.add_loss(self.retrieval_weight * self._in_batch_softmax(u, m, inputs))
         cosine = ops.sum(u * m, axis=-1)
         return self.offset + self.scale * cosine
 
-    def _in_batch_softmax(self, u: Any, m: Any, movie_ids: Any) -> Any:
+    def _in_batch_softmax(self, u: Any, m: Any, inputs: dict[str, Any]) -> Any:
+        """Each liked pair's movie against the batch's other movies (sampled softmax).
+
+        With `train_movie_logq`, logits are corrected by -log q(movie) (Yi et al. 2019), so the
+        popularity-skewed in-batch negatives do not push popular movies down.
+        """
         logits = ops.matmul(u, ops.transpose(m)) / self.temperature
+        logq = inputs.get(TRAIN_MOVIE_LOGQ)
+        if logq is not None:
+            logits = logits - ops.expand_dims(ops.reshape(ops.cast(logq, logits.dtype), (-1,)), 0)
         n = ops.shape(logits)[0]
         eye = ops.eye(n, dtype="bool")
+        movie_ids = inputs.get(MOVIE_ID)
         if movie_ids is not None:
             ids = ops.reshape(movie_ids, (-1,))
             same = ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
             # Another row of the same movie is not a negative: drop it from the denominator.
             logits = ops.where(ops.logical_and(same, ops.logical_not(eye)), -1e9, logits)
-        labels = ops.cast(eye, logits.dtype)
-        return ops.mean(keras.losses.categorical_crossentropy(labels, logits, from_logits=True))
+        per_row = keras.losses.categorical_crossentropy(ops.cast(eye, logits.dtype), logits, from_logits=True)
+        rating = inputs.get(TRAIN_RATING)
+        if rating is None:
+            return ops.mean(per_row)
+        liked = ops.cast(ops.reshape(rating, (-1,)) >= POSITIVE_MIN_RATING, per_row.dtype)
+        return ops.sum(per_row * liked) / ops.maximum(ops.sum(liked), 1.0)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -201,3 +220,20 @@ def example_inputs(n_user_features: int, n_movie_features: int, n: int) -> dict[
         USER_ID: np.zeros((n,), np.int32),
         MOVIE_ID: np.zeros((n,), np.int32),
     }
+
+
+def embed(tower: keras.Model, features: Any, ids: Any, batch_size: int = 8192) -> Any:
+    """Run one tower alone: (n, F) scaled features (+ (n,) int ids when it hashes ids) -> (n, d)."""
+    import numpy as np
+
+    out = []
+    for start in range(0, len(features), batch_size):  # direct calls: no per-shape retracing
+        f = np.asarray(features[start : start + batch_size], np.float32)
+        x = [f, np.asarray(ids[start : start + batch_size], np.int32)] if len(tower.inputs) == 2 else f
+        out.append(ops.convert_to_numpy(tower(x, training=False)))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, tower.outputs[0].shape[-1]), np.float32)
+
+
+def rating_map(model: ColaborativeFiltering) -> tuple[float, float]:
+    """(scale, offset): rating = offset + scale * cosine."""
+    return float(ops.convert_to_numpy(model.scale)), float(ops.convert_to_numpy(model.offset))

@@ -1,0 +1,193 @@
+"""The model registry: versioned model files under `$MOVIEREC_HOME/models/<version>/` and their
+rows in `ml.model_versions` (see sql/003_ml_registry.sql).
+
+Status moves candidate -> champion | rejected; a replaced champion becomes retired. Promotion and
+rejection each run in one transaction, and at most one champion exists (a unique index enforces it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from movierec_assets.config import paths
+from movierec_assets.db.connect import connect
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    created_at: datetime
+    metrics: dict[str, Any]
+    path: str
+    data_start: datetime | None
+    data_end: datetime | None
+    status: str
+    reason: str | None
+
+    @property
+    def model_file(self) -> Path:
+        return Path(self.path) / MODEL_FILE
+
+
+def new_version(now: datetime | None = None) -> str:
+    """Sortable and unique: UTC timestamp plus a short random suffix."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def version_dir(version: str, root: Path | None = None) -> Path:
+    if not version or "/" in version or version.startswith("."):
+        raise ValueError(f"invalid model version: {version!r}")
+    return (root or paths().models) / version
+
+
+def register_candidate(
+    url: str,
+    version: str,
+    path: Path,
+    metrics: dict[str, Any],
+    data_start: datetime | None,
+    data_end: datetime | None,
+) -> ModelVersion:
+    """Record a saved model as a candidate (the model file must already exist)."""
+    if not (Path(path) / MODEL_FILE).exists():
+        raise FileNotFoundError(f"no {MODEL_FILE} in {path}: save the model before registering it")
+    with connect(url) as conn, conn.transaction():
+        row = conn.execute(
+            "INSERT INTO ml.model_versions (version, metrics, path, data_start, data_end, status)"
+            " VALUES (%s, %s::jsonb, %s, %s, %s, 'candidate') RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
+            (version, json.dumps(_json_safe(metrics)), str(path), data_start, data_end),
+        ).fetchone()
+    return _row(row)
+
+
+def get_version(url: str, version: str) -> ModelVersion | None:
+    with connect(url) as conn:
+        row = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions WHERE version = %s", (version,)).fetchone()
+    return _row(row) if row else None
+
+
+def current_champion(url: str) -> ModelVersion | None:
+    """The model inference must use, or None before the first promotion."""
+    with connect(url) as conn:
+        row = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions WHERE status = 'champion'").fetchone()
+    return _row(row) if row else None
+
+
+def list_versions(url: str) -> list[ModelVersion]:
+    with connect(url) as conn:
+        rows = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions ORDER BY created_at, version").fetchall()
+    return [_row(r) for r in rows]
+
+
+def promote(url: str, version: str, reason: str | None = None) -> ModelVersion:
+    """Make `version` the champion and retire the previous one, in one transaction."""
+    with connect(url) as conn, conn.transaction():
+        # Serialise concurrent promotions on the registry table.
+        conn.execute("LOCK TABLE ml.model_versions IN SHARE ROW EXCLUSIVE MODE")
+        status = _status_for_update(conn, version)
+        if status == "rejected":
+            raise ValueError(f"model {version} was rejected and cannot be promoted")
+        conn.execute(
+            "UPDATE ml.model_versions SET status = 'retired', decided_at = now()"
+            " WHERE status = 'champion' AND version <> %s",
+            (version,),
+        )
+        row = conn.execute(
+            "UPDATE ml.model_versions SET status = 'champion', reason = %s, decided_at = now()"
+            " WHERE version = %s RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
+            (reason, version),
+        ).fetchone()
+    return _row(row)
+
+
+def reject(url: str, version: str, reason: str) -> ModelVersion:
+    """Mark a candidate rejected, keeping its row, files and the reason."""
+    with connect(url) as conn, conn.transaction():
+        status = _status_for_update(conn, version)
+        if status == "champion":
+            raise ValueError(f"model {version} is the champion; promote another model first")
+        row = conn.execute(
+            "UPDATE ml.model_versions SET status = 'rejected', reason = %s, decided_at = now()"
+            " WHERE version = %s RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
+            (reason, version),
+        ).fetchone()
+    return _row(row)
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a registered model (a version directory or its .keras file) with safe_mode=True."""
+    import keras
+
+    from movierec_assets.ml import two_tower  # noqa: F401  (registers the serializable classes)
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / MODEL_FILE
+    return keras.saving.load_model(file, safe_mode=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null (jsonb rejects them); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+
+
+def gate(candidate: ModelVersion, champion: ModelVersion | None, tolerance: float,
+         metric: str = "holdout_rmse") -> GateDecision:
+    """Promote when there is no champion, or when the candidate's holdout RMSE is not worse than the
+    champion's on the same events (measured at training time) by more than `tolerance` (relative)."""
+    if champion is None:
+        return GateDecision(True, "first model: no champion to compare with")
+    if champion.version == candidate.version:
+        return GateDecision(True, "already champion")
+    ours = candidate.metrics.get(metric)
+    theirs = candidate.metrics.get(f"champion_{metric}")
+    compared = candidate.metrics.get("champion_version")
+    if ours is None:
+        return GateDecision(False, f"candidate has no {metric}")
+    if compared != champion.version or theirs is None:
+        # The champion could not be scored on the candidate's holdout (e.g. a new feature set).
+        theirs = champion.metrics.get(metric)
+        if theirs is None:
+            return GateDecision(True, f"champion {champion.version} has no comparable {metric}")
+    limit = float(theirs) * (1.0 + tolerance)
+    if float(ours) <= limit:
+        return GateDecision(True, f"{metric} {ours:.4f} <= champion {theirs:.4f} x (1 + {tolerance})")
+    return GateDecision(False, f"{metric} {ours:.4f} worse than champion {champion.version} {theirs:.4f}"
+                               f" beyond tolerance {tolerance}")
+
+
+def _status_for_update(conn: Any, version: str) -> str:
+    row = conn.execute("SELECT status FROM ml.model_versions WHERE version = %s FOR UPDATE", (version,)).fetchone()
+    if row is None:
+        raise KeyError(f"unknown model version: {version}")
+    return str(row[0])
+
+
+def _row(row: Any) -> ModelVersion:
+    version, created_at, metrics, path, data_start, data_end, status, reason = row
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    return ModelVersion(version, created_at, metrics or {}, path, data_start, data_end, status, reason)

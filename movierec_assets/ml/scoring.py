@@ -1,0 +1,128 @@
+"""Scoring every method on the same events: the two-tower model and the baselines.
+
+Index spaces: baselines use global dense indices (every user id / movie id of the dataset, sorted);
+the model uses embeddings computed from whatever features are current for the evaluated users.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from movierec_assets.ml.baselines import BiasModel, GlobalMean, MatrixFactorization, Popularity
+from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, ranking_metrics
+
+MODEL = "two_tower"
+FALLBACK = "cold_start_fallback"
+
+
+@dataclass
+class Baselines:
+    """Every baseline, fitted once on the same training rows (global indices)."""
+
+    global_mean: GlobalMean
+    bias: BiasModel
+    popularity: Popularity
+    mf: MatrixFactorization
+
+    @classmethod
+    def fit(cls, u: np.ndarray, m: np.ndarray, r: np.ndarray, n_users: int, n_movies: int,
+            mf_rank: int = 32) -> Baselines:
+        r = r.astype(np.float64)
+        return cls(
+            GlobalMean().fit(u, m, r),
+            BiasModel().fit(u, m, r, n_users, n_movies),
+            Popularity().fit(u, m, r, n_movies),
+            MatrixFactorization(rank=mf_rank).fit(u, m, r, n_users, n_movies),
+        )
+
+    def methods(self, n_movies: int) -> dict[str, tuple[Callable | None, Callable | None]]:
+        """name -> (predict(u, m), score(u_rows)); None where a method does not apply."""
+        return {
+            "global_mean": (self.global_mean.predict, None),
+            "bias": (self.bias.predict, lambda u: self.bias.score(u, n_movies)),
+            "popularity": (None, lambda u: self.popularity.score(u, n_movies)),
+            "matrix_factorization": (self.mf.predict, lambda u: self.mf.score(u, n_movies)),
+        }
+
+    def fallback(self, n_movies: int) -> tuple[Callable, Callable]:
+        """What a user with no rating gets: movie bias for ratings, popularity for top-N."""
+        return (lambda u, m: self.bias.predict(np.full(len(m), -1), m),
+                lambda u: self.popularity.score(u, n_movies))
+
+
+@dataclass
+class Tally:
+    """Sums behind one (group, method) cell, so days/batches can be added up exactly."""
+
+    sse: float = 0.0
+    n_events: int = 0
+    recall_sum: float = 0.0
+    ndcg_sum: float = 0.0
+    n_queries: int = 0
+
+    def row(self) -> dict[str, float | int]:
+        q = self.n_queries
+        return {
+            "rmse": float(np.sqrt(self.sse / self.n_events)) if self.n_events else float("nan"),
+            "recall_at_10": self.recall_sum / q if q else float("nan"),
+            "ndcg_at_10": self.ndcg_sum / q if q else float("nan"),
+            "n_events": self.n_events,
+            "n_ranked_users": q,
+        }
+
+
+@dataclass
+class Scoreboard:
+    cells: dict[tuple[str, str], Tally] = field(default_factory=lambda: defaultdict(Tally))
+
+    def add(
+        self,
+        group: str,
+        method: str,
+        predict: Callable | None,
+        score: Callable | None,
+        events: tuple[np.ndarray, np.ndarray, np.ndarray],
+        seen: tuple[np.ndarray, np.ndarray],
+        k: int = 10,
+    ) -> None:
+        """Score one method on `events` (user idx, movie idx, rating); `seen` = prior (user, movie)."""
+        u, m, r = events
+        cell = self.cells[(group, method)]
+        if len(u) == 0:
+            return
+        if predict is not None:
+            pred = np.clip(np.asarray(predict(u, m), np.float64), 0.5, 5.0)
+            cell.sse += float(((pred - r) ** 2).sum())
+            cell.n_events += len(u)
+        if score is not None:
+            users = np.unique(u[r >= RELEVANT_MIN_RATING])
+            if users.size:
+                res = ranking_metrics(score, users, seen, events, k)
+                cell.recall_sum += res.recall * res.n_users if res.n_users else 0.0
+                cell.ndcg_sum += res.ndcg * res.n_users if res.n_users else 0.0
+                cell.n_queries += res.n_users
+
+    def add_all(self, group: str, methods: dict[str, tuple[Callable | None, Callable | None]],
+                events: tuple[np.ndarray, np.ndarray, np.ndarray], seen: tuple[np.ndarray, np.ndarray]) -> None:
+        for name, (predict, score) in methods.items():
+            self.add(group, name, predict, score, events, seen)
+
+    def rows(self, **labels: str) -> list[dict[str, object]]:
+        return [{**labels, "group": g, "method": meth, **t.row()} for (g, meth), t in sorted(self.cells.items())]
+
+
+def model_methods(user_emb: np.ndarray, user_pos: np.ndarray, movie_emb: np.ndarray,
+                  scale: float, offset: float) -> tuple[Callable, Callable]:
+    """Model predict/score over global indices: `user_pos[global user idx]` = row of `user_emb`."""
+
+    def predict(u: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return offset + scale * np.einsum("ij,ij->i", user_emb[user_pos[u]], movie_emb[m])
+
+    def score(u: np.ndarray) -> np.ndarray:
+        return user_emb[user_pos[u]] @ movie_emb.T
+
+    return predict, score
