@@ -1,0 +1,93 @@
+"""Feature standardisation: the stats, and `scale`, the ONE function training and inference share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from movierec_assets.features.compute import FEATURE_SET_VERSION, movie_feature_columns, user_feature_columns
+
+USER_TABLE = "user_features"
+MOVIE_TABLE = "movie_features"
+STATS_SCHEMA = {
+    "feature_set_version": pl.String,
+    "table_name": pl.String,
+    "column_name": pl.String,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "computed_at": pl.Datetime("us", "UTC"),
+}
+
+
+def feature_columns(table: str) -> list[str]:
+    """Canonical column order of a feature table ("user_features" or "features.user_features")."""
+    name = table.removeprefix("features.")
+    if name == USER_TABLE:
+        return user_feature_columns()
+    if name == MOVIE_TABLE:
+        return movie_feature_columns()
+    raise ValueError(f"unknown feature table {table!r}; expected {USER_TABLE!r} or {MOVIE_TABLE!r}")
+
+
+def _table_stats(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    columns = feature_columns(table)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table} lacks feature columns {missing}")
+    # Population std (ddof=0), as standardisation uses; an empty table gets mean 0, std 0.
+    stats = df.select(
+        *(pl.col(c).cast(pl.Float64).mean().fill_null(0.0).alias(f"mean:{c}") for c in columns),
+        *(pl.col(c).cast(pl.Float64).std(ddof=0).fill_null(0.0).alias(f"std:{c}") for c in columns),
+    ).row(0, named=True)
+    return pl.DataFrame(
+        {
+            "table_name": [table.removeprefix("features.")] * len(columns),
+            "column_name": columns,
+            "mean": [stats[f"mean:{c}"] for c in columns],
+            "std": [stats[f"std:{c}"] for c in columns],
+        }
+    )
+
+
+def compute_scaling_stats(
+    user_df: pl.DataFrame, movie_df: pl.DataFrame, computed_at: datetime | None = None
+) -> pl.DataFrame:
+    """Mean and std of every numeric feature, tagged with FEATURE_SET_VERSION (STATS_SCHEMA rows)."""
+    stamp = computed_at or datetime.now(UTC)
+    both = pl.concat([_table_stats(user_df, USER_TABLE), _table_stats(movie_df, MOVIE_TABLE)])
+    return both.select(
+        pl.lit(FEATURE_SET_VERSION).alias("feature_set_version"),
+        "table_name",
+        "column_name",
+        "mean",
+        "std",
+        pl.lit(stamp, dtype=pl.Datetime("us", "UTC")).alias("computed_at"),
+    )
+
+
+def scale(df: pl.DataFrame, stats: pl.DataFrame, table: str) -> np.ndarray:
+    """(x - mean) / std for the table's features in canonical order, as float32 (rows of `df`).
+
+    A std of 0 scales by 1. Fails loudly when the stats are of another feature-set version or
+    lack a column, so training and serving can never silently disagree.
+    """
+    columns = feature_columns(table)
+    name = table.removeprefix("features.")
+    rows = stats.filter(pl.col("table_name") == name)
+    versions = set(rows["feature_set_version"].unique().to_list()) if "feature_set_version" in rows.columns else set()
+    if versions and versions != {FEATURE_SET_VERSION}:
+        raise ValueError(f"scaling stats are for {sorted(versions)}, this code computes {FEATURE_SET_VERSION}")
+    lookup = {r["column_name"]: (r["mean"], r["std"]) for r in rows.iter_rows(named=True)}
+    missing = [c for c in columns if c not in lookup]
+    if missing:
+        raise ValueError(f"scaling stats for {name} lack columns {missing}")
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise ValueError(f"{name} frame lacks feature columns {absent}")
+    mean = np.array([lookup[c][0] for c in columns], dtype=np.float64)
+    std = np.array([lookup[c][1] for c in columns], dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    values = df.select(pl.col(columns).cast(pl.Float64)).to_numpy()
+    return ((values - mean) / std).astype(np.float32)
