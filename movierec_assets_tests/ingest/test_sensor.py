@@ -134,3 +134,43 @@ def test_new_partitions_request_the_downstream_assets_once(pg_url: str, landing:
     dg.materialize([standin_features], instance=instance)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert _requested(result, "standin_features") == 0
+
+
+def test_a_new_partition_requests_the_real_feature_assets(pg_url: str, landing: Path) -> None:
+    """The code location's own downstream assets, with the daily asset over the tiny day range."""
+    from movierec_assets import defs as real_defs
+
+    ensure_tiny_movies(pg_url)
+    clear_days(pg_url)
+    daily = tiny_asset()
+    others = [a for a in real_defs.assets or [] if dg.AssetKey("daily_partitioned_ratings") not in getattr(a, "keys", ())]
+    defs = dg.Definitions(assets=[daily, *others], resources=real_defs.resources)
+    graph = defs.resolve_asset_graph()
+    downstream = _descendants(graph, dg.AssetKey("daily_partitioned_ratings"))
+    if not downstream:
+        pytest.skip("no asset depends on daily_partitioned_ratings yet")
+    instance = dg.DagsterInstance.ephemeral()
+    everything = sorted(k for k in graph.get_all_asset_keys() if k != dg.AssetKey("daily_partitioned_ratings"))
+    for key in everything:  # the state before the day lands: everything downstream is up to date
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert result.total_requested == 0
+    day = date(1991, 1, 20)
+    write_day(landing, day, day_lines(day, 5))
+    materialize_days(daily, day, instance=instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    requested = {k for k in graph.get_all_asset_keys() if result.get_num_requested(k)}
+    # the whole chain (features, scaling, model, embeddings...) is requested in the same tick
+    assert requested == downstream, (requested, downstream)
+    assert {dg.AssetKey("user_features"), dg.AssetKey("movie_features")} <= requested
+
+
+def _descendants(graph, key: dg.AssetKey) -> set[dg.AssetKey]:  # type: ignore[no-untyped-def]
+    found: set[dg.AssetKey] = set()
+    todo = [key]
+    while todo:
+        for child in graph.get(todo.pop()).child_keys:
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
