@@ -1,0 +1,58 @@
+"""A child process for the crash tests: imports what it needs, prints `go`, then does one load.
+
+    python -m movierec_assets_tests.faults.child days DAY LANDING_DIR
+    python -m movierec_assets_tests.faults.child history RATINGS_CSV
+
+The parent SIGKILLs it at a random moment after `go`; the database URL comes from the environment.
+Run as a file (not `-m`), it skips `movierec_assets/__init__.py`, which builds the whole Dagster
+definitions (2-4 s per child): the loaders it exercises are the same modules either way.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _light_package() -> None:
+    pkg = types.ModuleType("movierec_assets")
+    pkg.__path__ = [str(REPO / "movierec_assets")]
+    sys.modules.setdefault("movierec_assets", pkg)
+
+
+def main(argv: list[str]) -> int:
+    _light_package()
+    from movierec_assets.db.connect import database_url
+
+    url = database_url(start_embedded=False)
+    kind = argv[0]
+    if kind == "days":
+        from movierec_assets.ingest.days import load_days
+
+        _go()
+        load_days(url, [date.fromisoformat(argv[1])], Path(argv[2]))
+    elif kind == "history":
+        from movierec_assets.ingest.load import replace_history
+        from movierec_assets.ingest.validate import parse_ratings_file, validate_ratings
+
+        _go()
+        parsed = parse_ratings_file(Path(argv[1]))
+        kept, invalid = validate_ratings(parsed.good, None)
+        rejected = parsed.rejected.vstack(invalid)
+        replace_history(url, kept, rejected, Path(argv[1]).name)
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    print("done", flush=True)
+    return 0
+
+
+def _go() -> None:
+    print("go", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
