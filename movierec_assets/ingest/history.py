@@ -30,7 +30,13 @@ from movierec_assets.ingest.validate import (
     validate_ratings,
 )
 from movierec_assets.movielens.source import dataset_files, read_links, read_movies, read_tags
-from movierec_assets.movielens.split import SplitManifest, prepare_dataset
+from movierec_assets.movielens.split import (
+    SplitManifest,
+    activate,
+    compute_split,
+    dataset_identity,
+    prepare_dataset,
+)
 
 
 def resolve_data_dir(configured: str = "") -> Path:
@@ -77,14 +83,29 @@ def known_movie_ids(url: str) -> pl.Series:
     return bulk.read_polars(url, "SELECT movie_id FROM movielens.movies").to_series()
 
 
+def split_manifest(data_dir: Path, parsed_good: pl.DataFrame) -> SplitManifest:
+    """The active split of `data_dir` (computed and activated if missing or stale).
+
+    The split helper reads ratings.csv with a trusting typed reader; when the file holds lines it
+    cannot type, the split rule is applied to the lines that do parse instead.
+    """
+    try:
+        return prepare_dataset(data_dir)
+    except pl.exceptions.PolarsError:
+        root = Path(data_dir).absolute()
+        manifest = compute_split(parsed_good.lazy(), dataset_id=dataset_identity(root), source_dir=str(root))
+        activate(manifest)
+        return manifest
+
+
 def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> HistoryLoad:
     """Validate ratings.csv and replace the history rows; raises before writing anything when the
     file is not a ratings CSV or too many history rows are bad."""
     started = time.perf_counter()
-    manifest = prepare_dataset(data_dir)
     path = dataset_files(data_dir).ratings
     parsed = parse_ratings_file(path)
     parsed_at = time.perf_counter()
+    manifest = split_manifest(data_dir, parsed.good)
     history = parsed.good.filter(pl.col("rated_at").dt.date() <= manifest.cutoff_day)
     good, context_rejects = validate_ratings(history, known_movie_ids(url))
     line_rejects, _future = split_rejects_by_day(parsed.rejected, manifest.cutoff_day)
