@@ -13,9 +13,8 @@ from movierec_assets.features.scaling import compute_scaling_stats
 from movierec_assets.features.store import (
     compute_from_database,
     read_feature_tables,
-    write_movie_features,
+    write_feature_tables,
     write_scaling_stats,
-    write_user_features,
 )
 from movierec_assets.resources import PostgresResource
 
@@ -99,8 +98,7 @@ def feature_tables(context: AssetExecutionContext, postgres: PostgresResource) -
     url = postgres.url()
     frames = compute_from_database(url)
     started = time.perf_counter()
-    write_user_features(url, frames.users)
-    write_movie_features(url, frames.movies)
+    write_feature_tables(url, frames.users, frames.movies)
     seconds = {**frames.timings.seconds, "write": time.perf_counter() - started}
     timing = {f"{phase}_seconds": round(value, 3) for phase, value in seconds.items()}
     context.log.info(f"features: {frames.users.height:,} users, {frames.movies.height:,} movies; {timing}")

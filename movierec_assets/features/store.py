@@ -9,8 +9,10 @@ from __future__ import annotations
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -45,33 +47,47 @@ class Timings:
 
 
 # -- reading --------------------------------------------------------------------------------------
-def read_movies(url: str) -> pl.DataFrame:
-    """movielens.movies as the movies contract minus the title (not a feature)."""
-    frame = bulk.read_polars(url, "SELECT movie_id, year, genres FROM movielens.movies")
+MOVIES_SQL = "SELECT movie_id, year, genres FROM movielens.movies"
+TAGS_SQL = "SELECT movie_id, count(*)::bigint AS n_tags FROM movielens.tags"
+PAGES_SQL = "SELECT (pg_relation_size('movielens.ratings') / current_setting('block_size')::int)::bigint AS pages"
+
+
+def _movies_frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
     return frame.with_columns(pl.col("genres").cast(pl.List(pl.String)))
 
 
-def read_tag_counts(url: str, as_of: datetime | None) -> pl.DataFrame:
+def read_movies(url: str) -> pl.DataFrame:
+    """movielens.movies as the movies contract minus the title (not a feature)."""
+    with adbc_connect(url, autocommit=True) as conn:
+        return _movies_frame(bulk.fetch_arrow(conn, MOVIES_SQL))
+
+
+def _tag_counts(conn: Any, as_of: datetime | None) -> pl.DataFrame:
     """movie_id -> tags at or before `as_of`, counted by the server (only the counts travel)."""
-    sql = "SELECT movie_id, count(*)::bigint AS n_tags FROM movielens.tags"
     if as_of is None:
-        return bulk.read_polars(url, sql + " GROUP BY movie_id")
-    return bulk.read_polars(url, sql + " WHERE tagged_at <= $1 GROUP BY movie_id", [as_of])
+        table = bulk.fetch_arrow(conn, TAGS_SQL + " GROUP BY movie_id")
+    else:
+        table = bulk.fetch_arrow(conn, TAGS_SQL + " WHERE tagged_at <= $1 GROUP BY movie_id", [as_of])
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
-def _page_count(url: str) -> int:
-    sql = "SELECT (pg_relation_size('movielens.ratings') / current_setting('block_size')::int)::bigint AS pages"
-    return int(bulk.read_polars(url, sql)["pages"][0])
+def read_tag_counts(url: str, as_of: datetime | None) -> pl.DataFrame:
+    with adbc_connect(url, autocommit=True) as conn:
+        return _tag_counts(conn, as_of)
 
 
-def _stream_pages(url: str, first: int, last: int | None, acc: Accumulator) -> int:
+def _stream_pages(conn: Any, first: int, last: int | None, acc: Accumulator) -> int:
     """Fold the ratings stored in heap pages [first, last) into `acc`; return rows read."""
     where = f"ctid >= '({int(first)},0)'::tid"
     if last is not None:
         where += f" AND ctid < '({int(last)},0)'::tid"
     sql = f"SELECT {RATING_COLUMNS} FROM movielens.ratings WHERE {where}"  # noqa: S608 -- ints only
     rows, pending, pending_rows = 0, [], 0
-    with adbc_connect(url, autocommit=True) as conn, conn.cursor() as cur:
+    with conn.cursor() as cur:
         cur.execute(sql)
         for batch in cur.fetch_record_batch():
             pending.append(batch)
@@ -84,20 +100,39 @@ def _stream_pages(url: str, first: int, last: int | None, acc: Accumulator) -> i
     return rows + pending_rows
 
 
-def accumulate_ratings(url: str, attributes: pl.DataFrame, as_of: datetime | None) -> Accumulator:
-    """Exact per-user/per-movie sums over movielens.ratings, read over READ_STREAMS connections."""
-    pages = _page_count(url)
-    bounds = [pages * i // READ_STREAMS for i in range(READ_STREAMS)] + [None]
-    bounds[0] = 0
-    accs = [new_accumulator(attributes, as_of) for _ in range(READ_STREAMS)]
-    with ThreadPoolExecutor(READ_STREAMS) as pool:
-        futures = [pool.submit(_stream_pages, url, bounds[i], bounds[i + 1], accs[i]) for i in range(READ_STREAMS)]
+def _open(url: str) -> tuple[Any, Any]:
+    manager = adbc_connect(url, autocommit=True)
+    return manager, manager.__enter__()
+
+
+def read_and_accumulate(url: str, as_of: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame, Accumulator]:
+    """(movie attributes, tag counts, exact rating sums), over READ_STREAMS connections.
+
+    The second connection opens while the first reads the catalogue; then each streams half of
+    the ratings' heap pages (TID range scans) into its own accumulator.
+    """
+    with ExitStack() as stack, ThreadPoolExecutor(READ_STREAMS) as pool:
+        others = [pool.submit(_open, url) for _ in range(READ_STREAMS - 1)]
+        try:
+            conn = stack.enter_context(adbc_connect(url, autocommit=True))
+        finally:  # registered even if ours failed, so no connection outlives this block
+            for future in others:
+                stack.push(future.result()[0])
+        conns = [conn, *(f.result()[1] for f in others)]
+        attributes = movie_attributes(_movies_frame(bulk.fetch_arrow(conn, MOVIES_SQL)).lazy()).collect()
+        tags = _tag_counts(conn, as_of)
+        pages = int(pl.from_arrow(bulk.fetch_arrow(conn, PAGES_SQL))["pages"][0])  # type: ignore[index]
+        bounds: list[int | None] = [pages * i // READ_STREAMS for i in range(READ_STREAMS)] + [None]
+        accs = [new_accumulator(attributes, as_of) for _ in range(READ_STREAMS)]
+        futures = [
+            pool.submit(_stream_pages, conns[i], bounds[i] or 0, bounds[i + 1], accs[i]) for i in range(READ_STREAMS)
+        ]
         for f in futures:
             f.result()
     merged = accs[0]
     for other in accs[1:]:
         merged.merge(other)
-    return merged
+    return attributes, tags, merged
 
 
 @dataclass
@@ -111,9 +146,7 @@ def compute_from_database(url: str, as_of: datetime | None = None) -> FeatureFra
     """Both feature frames from what is in PostgreSQL now (or as known at `as_of`)."""
     timings = Timings()
     started = time.perf_counter()
-    attributes = movie_attributes(read_movies(url).lazy()).collect()
-    tags = read_tag_counts(url, as_of)
-    acc = accumulate_ratings(url, attributes, as_of)
+    attributes, tags, acc = read_and_accumulate(url, as_of)
     timings.add("read_aggregate", started)  # the read and the sums overlap, stream by stream
     started = time.perf_counter()
     now_us = reference_us(acc, as_of)
@@ -124,30 +157,42 @@ def compute_from_database(url: str, as_of: datetime | None = None) -> FeatureFra
 
 
 # -- writing --------------------------------------------------------------------------------------
-def swap_table(url: str, table: str, frame: pl.DataFrame, key: str) -> int:
-    """Replace features.<table> with `frame` atomically: build a new table, then swap it in.
-
-    One transaction: COPY into a table created in it (no WAL under wal_level=minimal), drop the
-    old table, add the primary key, rename. Readers see the old table or the new one, never a mix;
-    a failure anywhere leaves the old table untouched.
-    """
+def _swap_in(conn: Any, table: str, frame: pl.DataFrame, key: str) -> int:
+    """Inside the caller's transaction: build features.<table> anew and swap it in."""
     build = f"{table}__build_{secrets.token_hex(4)}"
     target, staged = bulk.qualified(SCHEMA, table), bulk.qualified(SCHEMA, build)
+    rows = bulk.ingest(conn, SCHEMA, build, frame, mode="create")
+    bulk.execute(conn, f"DROP TABLE IF EXISTS {target}")
+    pkey = bulk.quote_ident(table + "_pkey")
+    bulk.execute(conn, f"ALTER TABLE {staged} ADD CONSTRAINT {pkey} PRIMARY KEY ({bulk.quote_ident(key)})")
+    bulk.execute(conn, f"ALTER TABLE {staged} RENAME TO {bulk.quote_ident(table)}")
+    return rows
+
+
+def swap_tables(url: str, tables: list[tuple[str, pl.DataFrame, str]]) -> int:
+    """Replace features.<table> for each (table, frame, key) atomically, all in one transaction.
+
+    COPY goes into tables created in the transaction (no WAL under wal_level=minimal); then the
+    old table is dropped, the primary key added and the new table renamed. Readers see the old
+    tables or the new ones, never a mix; a failure anywhere leaves the old tables untouched.
+    """
     with adbc_connect(url, autocommit=False) as conn:
         try:
-            rows = bulk.ingest(conn, SCHEMA, build, frame, mode="create")
-            bulk.execute(conn, f"DROP TABLE IF EXISTS {target}")
-            bulk.execute(
-                conn,
-                f"ALTER TABLE {staged} ADD CONSTRAINT {bulk.quote_ident(table + '_pkey')} "
-                f"PRIMARY KEY ({bulk.quote_ident(key)})",
-            )
-            bulk.execute(conn, f"ALTER TABLE {staged} RENAME TO {bulk.quote_ident(table)}")
+            rows = sum(_swap_in(conn, table, frame, key) for table, frame, key in tables)
             conn.commit()
         except Exception:
             conn.rollback()
             raise
     return rows
+
+
+def swap_table(url: str, table: str, frame: pl.DataFrame, key: str) -> int:
+    return swap_tables(url, [(table, frame, key)])
+
+
+def write_feature_tables(url: str, users: pl.DataFrame, movies: pl.DataFrame) -> int:
+    """Both feature tables, swapped in together."""
+    return swap_tables(url, [(USER_TABLE, users, "user_id"), (MOVIE_TABLE, movies, "movie_id")])
 
 
 def write_user_features(url: str, users: pl.DataFrame) -> int:
