@@ -63,7 +63,17 @@ def _child_ceiling(n: int, out: Path) -> None:
 def _run_child(kind: str, n: int) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix=f"bench-synth-{kind}-"))
     try:
-        cmd = [sys.executable, "-m", "benchmarks.bench_synth", "--child", kind, "--ratings", str(n), "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_synth",
+            "--child",
+            kind,
+            "--ratings",
+            str(n),
+            "--out",
+            str(out),
+        ]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
         _, status, usage = os.wait4(proc.pid, 0)
@@ -76,7 +86,12 @@ def _run_child(kind: str, n: int) -> dict[str, float]:
             raise RuntimeError(f"{kind} wrote {lines - 1} rows, expected {n}")
         size_mb = (out / "ratings.csv").stat().st_size / 2**20
         inner = json.loads(stdout.strip().splitlines()[-1])["seconds"]
-        return {"seconds": inner, "wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "csv_mb": size_mb}
+        return {
+            "seconds": inner,
+            "wall_seconds": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "csv_mb": size_mb,
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -90,7 +105,9 @@ def _count_lines(path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ratings", type=int, default=32_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", choices=["synth", "ceiling"], help=argparse.SUPPRESS)
@@ -112,9 +129,13 @@ def main() -> None:
     print(f"\nsynthetic MovieLens, {n:,} ratings, median of {args.repeats} (nproc={os.cpu_count()})")
     print(f"{'step':<10}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}{'CSV MB':>10}")
     for kind, m in med.items():
-        print(f"{kind:<10}{m['seconds']:>10.1f}{n / m['seconds']:>14,.0f}{m['peak_rss_mb']:>14,.0f}{m['csv_mb']:>10,.0f}")
+        print(
+            f"{kind:<10}{m['seconds']:>10.1f}{n / m['seconds']:>14,.0f}{m['peak_rss_mb']:>14,.0f}{m['csv_mb']:>10,.0f}"
+        )
     ok = med["synth"]["seconds"] < TARGET_S and med["synth"]["peak_rss_mb"] < TARGET_RSS_MB
-    print(f"ratio ceiling/synth: {ratio:.2f}; target < {TARGET_S:.0f} s and < {TARGET_RSS_MB:.0f} MB: {'met' if ok else 'MISSED'}")
+    print(
+        f"ratio ceiling/synth: {ratio:.2f}; target < {TARGET_S:.0f} s and < {TARGET_RSS_MB:.0f} MB: {'met' if ok else 'MISSED'}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

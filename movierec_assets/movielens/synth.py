@@ -27,6 +27,7 @@ DEFAULT_RATINGS = 100_000
 DEFAULT_SEED = 42
 MIN_PER_USER = 20
 FACTOR_DIM = 8
+TASTE_DIM = 8  # rank of the user genre affinities (tastes for related genres correlate)
 CHUNK_RATINGS = 1_000_000  # fixed: chunk boundaries are part of the deterministic output
 GENERATORS = 2  # generation threads; peak memory grows by about 150 MB per thread
 REAL_GENRES = GENRES[:-1]
@@ -77,7 +78,7 @@ def _max_per_user(n_movies: int) -> int:
 class _Movies:
     genres: np.ndarray  # (M, 19) bool
     years: np.ndarray  # (M,) int, 0 = no year in the title
-    vec: np.ndarray  # (M, FACTOR_DIM + 19) float32: factors, then genres normalised to sum 1
+    vec: np.ndarray  # (M, FACTOR_DIM + TASTE_DIM) float32: factors, then genre mix @ taste basis
     bias: np.ndarray  # (M,) float32
     alias_prob: np.ndarray  # popularity as an alias table (O(1) vectorised sampling)
     alias_idx: np.ndarray
@@ -86,7 +87,7 @@ class _Movies:
 @dataclass
 class _Users:
     counts: np.ndarray  # (U,) int64, >= MIN_PER_USER, sum = N
-    vec: np.ndarray  # (U, FACTOR_DIM + 19) float32: factors, then genre affinities
+    vec: np.ndarray  # (U, FACTOR_DIM + TASTE_DIM) float32: factors, then taste coordinates
     bias: np.ndarray  # (U,) float32
     start: np.ndarray  # (U,) int64 epoch seconds of the first rating
     span: np.ndarray  # (U,) int64 seconds of activity
@@ -127,7 +128,10 @@ def _make_movies(p: SynthPlan, rng: np.random.Generator) -> _Movies:
     bias = rng.normal(0.0, 0.3, m) + 0.12 * (log_pop - log_pop.mean()) / log_pop.std()
     bias -= (bias * weights).sum() / weights.sum()  # centre on the average *rated* movie
     prob, alias = _alias_table(weights)
-    vec = np.hstack([factors, norm]).astype(np.float32)
+    # A user's affinity for genre g is taste_u . basis[:, g] (std 0.6); a movie's genre term is its
+    # genre mix projected on the basis, so the dot product needs 16 floats per row, not 27.
+    basis = rng.normal(0.0, 0.6 / math.sqrt(TASTE_DIM), (TASTE_DIM, len(REAL_GENRES)))
+    vec = np.hstack([factors, norm @ basis.T]).astype(np.float32)
     return _Movies(genres, years, vec, bias.astype(np.float32), prob, alias)
 
 
@@ -147,13 +151,13 @@ def _make_users(p: SynthPlan, rng: np.random.Generator) -> _Users:
     u = p.n_users
     counts = _user_counts(p, rng)
     factors = rng.normal(0.0, 0.45, (u, FACTOR_DIM))
-    affinity = rng.normal(0.0, 0.6, (u, len(REAL_GENRES)))
+    taste = rng.normal(0.0, 1.0, (u, TASTE_DIM))
     t0, t1 = int(p.start.timestamp()), int(p.end.timestamp())
     # First-rating times with a linearly growing density (more users join later), then a
     # heavy-tailed activity span (most users rate within weeks, some over years).
     start = t0 + (np.sqrt(rng.random(u)) * (t1 - t0)).astype(np.int64)
     span = np.minimum(rng.lognormal(math.log(20 * 86_400), 2.0, u).astype(np.int64), t1 - 1 - start)
-    vec = np.hstack([factors, affinity]).astype(np.float32)
+    vec = np.hstack([factors, taste]).astype(np.float32)
     return _Users(counts, vec, rng.normal(0.0, 0.35, u).astype(np.float32), start, np.maximum(span, 0))
 
 
