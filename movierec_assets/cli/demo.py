@@ -48,7 +48,8 @@ def _materialize_unpartitioned(instance: Any) -> str:
 
     from movierec_assets import defs
 
-    selection = dg.AssetSelection.all() - dg.AssetSelection.assets(DAILY_ASSET)
+    # Checks are selected explicitly: the blocking champion gate must run with its asset.
+    selection = (dg.AssetSelection.all() - dg.AssetSelection.assets(DAILY_ASSET)) | dg.AssetSelection.all_asset_checks()
     keys = _keys(selection)
     click.echo(f"materializing {len(keys)} assets: {', '.join(keys)}")
     result = dg.materialize(list(defs.assets or []), selection=selection, instance=instance,
@@ -140,7 +141,7 @@ def _run_automation(instance: Any, max_rounds: int = 4) -> str:
         names = sorted(k.to_user_string() for k in keys)
         materialized.extend(names)
         click.echo(f"automation requested: {', '.join(names)}")
-        run = dg.materialize(list(defs.assets or []), selection=dg.AssetSelection.assets(*keys),
+        run = dg.materialize(list(defs.assets or []), selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
                              instance=instance, resources=defs.resources, tags={"movierec/automation": "demo"})
         if not run.success:
             return f"FAILED while materializing {', '.join(names)}"
