@@ -53,7 +53,7 @@ def movie_feature_columns() -> list[str]:
 
 
 # -- shared steps ---------------------------------------------------------------------------------
-def _utc(ts: datetime) -> datetime:
+def as_utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError(f"as_of must be timezone-aware, got naive {ts.isoformat()}")
     return ts
@@ -92,7 +92,7 @@ def movie_lookup(attributes: pl.DataFrame) -> MovieLookup:
 
 def new_accumulator(attributes: pl.DataFrame, as_of: datetime | None = None) -> Accumulator:
     """An empty accumulator for this catalogue; rows after `as_of` will be ignored."""
-    as_of_us = None if as_of is None else _to_us(_utc(as_of))
+    as_of_us = None if as_of is None else to_microseconds(as_utc(as_of))
     return Accumulator(lookup=movie_lookup(attributes), trend_days=TREND_DAYS, as_of_us=as_of_us)
 
 
@@ -104,10 +104,10 @@ def accumulate(ratings: pl.LazyFrame, attributes: pl.DataFrame, as_of: datetime 
 
 def reference_us(acc: Accumulator, as_of: datetime | None) -> int | None:
     """The "now" of the features in microseconds: `as_of` when given, else the latest rating."""
-    return _to_us(_utc(as_of)) if as_of is not None else acc.latest()
+    return to_microseconds(as_utc(as_of)) if as_of is not None else acc.latest()
 
 
-def _to_us(ts: datetime) -> int:
+def to_microseconds(ts: datetime) -> int:
     return int(pl.Series([ts]).cast(pl.Datetime("us", "UTC")).to_physical()[0])
 
 
@@ -149,7 +149,7 @@ def tag_counts(tags: pl.LazyFrame | None, as_of: datetime | None) -> pl.DataFram
     """movie_id -> number of tags at or before `as_of` (an empty frame when there are no tags)."""
     if tags is None:
         return pl.DataFrame(schema={"movie_id": pl.Int32, "n_tags": pl.Int64})
-    known = tags if as_of is None else tags.filter(pl.col("tagged_at") <= _utc(as_of))
+    known = tags if as_of is None else tags.filter(pl.col("tagged_at") <= as_utc(as_of))
     return known.group_by("movie_id").agg(pl.len().cast(pl.Int64).alias("n_tags")).collect()
 
 

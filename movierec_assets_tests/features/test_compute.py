@@ -161,3 +161,24 @@ def test_scale_refuses_other_versions_and_missing_columns() -> None:
         scale(users, stats.filter(pl.col("column_name") != "mean_year"), "user_features")
     with pytest.raises(ValueError, match="unknown feature table"):
         scale(users, stats, "users")
+
+
+def test_incremental_days_equal_a_full_recompute(ml_small) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from movierec_assets.features.incremental import IncrementalFeatures
+    from movierec_assets.movielens.source import read_movies, read_ratings, read_tags
+
+    ratings, movies, tags = read_ratings(ml_small), read_movies(ml_small), read_tags(ml_small)
+    day = pl.col("rated_at").dt.date()
+    days = ratings.select(day.unique().sort()).to_series()[-6:-1].to_list()  # five late days with ratings
+    state = IncrementalFeatures(movies, tags)
+    state.add(ratings.filter(day < days[0]))
+    for d in days:
+        state.add(ratings.filter(day == d))
+        as_of = hm.DAY0.replace(year=d.year, month=d.month, day=d.day) + timedelta(days=1) - timedelta(microseconds=1)
+        known = ratings.filter(day <= d).lazy()
+        assert state.user_features(as_of).equals(compute_user_features(known, movies.lazy(), as_of=as_of))
+        assert state.movie_features(as_of).equals(compute_movie_features(known, movies.lazy(), tags.lazy(), as_of=as_of))
+    with pytest.raises(ValueError, match="leak"):
+        state.user_features(hm.DAY0.replace(year=days[0].year, month=days[0].month, day=days[0].day))

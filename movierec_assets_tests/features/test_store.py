@@ -102,3 +102,24 @@ def test_as_of_from_database(pg_url: str) -> None:
     assert frames.users.equals(expected_users)
     assert frames.movies.equals(compute_movie_features(hm.ratings().lazy(), hm.movies().lazy(), hm.tags().lazy(), as_of))
     assert frames.users.filter(pl.col("user_id") == 2)["mean_rating"].item() == 2.0  # the day-190 rating is out
+
+
+def test_injected_days_from_database_equal_the_incremental_state(pg_url: str, small: dict[str, pl.DataFrame]) -> None:
+    from movierec_assets.features.incremental import IncrementalFeatures
+    from movierec_assets_tests.features.dbload import append_day
+
+    ratings = small["ratings"]
+    day = pl.col("rated_at").dt.date()
+    days = ratings.select(day.unique().sort()).to_series()[-3:].to_list()
+    history = ratings.filter(day < days[0])
+    load_movielens(pg_url, history, small["movies"], small["tags"])
+    state = IncrementalFeatures(small["movies"], small["tags"])
+    state.add(history)
+    for d in days:  # inject three days, as the daily partitions do
+        rows = ratings.filter(day == d)
+        append_day(pg_url, rows, d.isoformat())
+        state.add(rows)
+    frames = compute_from_database(pg_url)
+    assert state.rows == ratings.height
+    assert frames.users.equals(state.user_features())
+    assert frames.movies.equals(state.movie_features())
