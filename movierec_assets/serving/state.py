@@ -113,7 +113,7 @@ def champion_parts(url: str) -> ModelParts:
         if entry is None:
             raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
         model = registry.load_model(entry.path)
-        stats = model_stats(url, entry.path)
+        stats = model_stats(url, entry.path).filter(pl.col("table_name") == feature_io.USER_TABLE)
         return encoder_for(model.user_net), lambda df: scale(df, stats, feature_io.USER_TABLE)
 
     return parts
@@ -177,10 +177,12 @@ class PostgresUserSource:
 
     def _lookup(self, user_id: int) -> UserData:
         conn = self._conn()
-        cur = conn.execute("SELECT * FROM features.user_features WHERE user_id = %s", (user_id,))
+        with conn.pipeline():  # both point queries in one round trip
+            cur = conn.execute("SELECT * FROM features.user_features WHERE user_id = %s", (user_id,))
+            rated = conn.execute("SELECT movie_id FROM movielens.ratings WHERE user_id = %s", (user_id,))
         row = cur.fetchone()
         names = [d.name for d in cur.description]
-        seen = conn.execute("SELECT movie_id FROM movielens.ratings WHERE user_id = %s", (user_id,)).fetchall()
+        seen = rated.fetchall()
         features = pl.DataFrame([row], schema=names, orient="row") if row else None
         return UserData(features, np.fromiter((r[0] for r in seen), dtype=np.int64, count=len(seen)))
 

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 NEG_INF = np.float32(-np.inf)
+CHUNK = 64
+_LOWEST = np.float32(-np.finfo(np.float32).max)
 
 
 def _order(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -23,17 +25,22 @@ def _order(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def top_n_scores(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the n best finite scores (fewer if fewer exist), best first, ties by lower index.
 
-    `scores` is modified by nobody; masked entries must already be -inf.
+    Masked entries must already be -inf. The n-th largest of the per-chunk maxima is a lower bound
+    of the n-th largest score, so one comparison against it keeps every winner and every value tied
+    at the cut (the result never depends on an arbitrary choice among equal scores).
     """
     m = scores.shape[0]
     if n <= 0 or m == 0:
         return np.empty(0, dtype=np.int64)
-    if n < m:
-        part = np.argpartition(scores, m - n)[m - n :]
-        threshold = scores[part].min()
-        # Everything tied with the boundary score competes too, so the cut never depends on
-        # argpartition's arbitrary choice among equal values.
-        candidates = np.flatnonzero(scores >= threshold)
+    full = m - m % CHUNK
+    n_chunks = full // CHUNK + (m > full)
+    if n_chunks > n:
+        maxima = np.empty(n_chunks, dtype=scores.dtype)
+        maxima[: full // CHUNK] = scores[:full].reshape(-1, CHUNK).max(axis=1)
+        if m > full:
+            maxima[-1] = scores[full:].max()
+        bound = max(np.partition(maxima, n_chunks - n)[n_chunks - n], _LOWEST)
+        candidates = np.flatnonzero(scores >= bound)
     else:
         candidates = np.arange(m)
     best = _order(scores, candidates)[:n]
@@ -49,10 +56,6 @@ def top_n(
         scores[exclude] = NEG_INF
     rows = top_n_scores(scores, n)
     return rows, scores[rows]
-
-
-CHUNK = 64
-_LOWEST = np.float32(-np.finfo(np.float32).max)
 
 
 def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ def reference(embeddings: np.ndarray, query: np.ndarray, n: int, seen: set[int])
 
 
 def random_case(rng: np.random.Generator, integer: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    m = int(rng.integers(1, 400))
+    m = int(rng.integers(1, 400)) if rng.random() < 0.5 else int(rng.integers(400, 3000))
     if integer:  # small integers: float32 products are exact and ties are everywhere
         emb = rng.integers(-2, 3, (m, 4)).astype(np.float32)
         queries = rng.integers(-2, 3, (9, 4)).astype(np.float32)
@@ -29,10 +29,10 @@ def random_case(rng: np.random.Generator, integer: bool) -> tuple[np.ndarray, np
 @pytest.mark.parametrize("integer", [True, False])
 def test_single_and_batch_equal_float64_reference(integer: bool) -> None:
     rng = np.random.default_rng(7 if integer else 8)
-    for _ in range(40):
+    for _ in range(30):
         emb, queries, n = random_case(rng, integer)
-        users = rng.integers(0, len(queries), 60)
-        movies = rng.integers(0, len(emb), 60)
+        users = rng.integers(0, len(queries), 300)
+        movies = rng.integers(0, len(emb), 300)
         indptr, indices = seen_csr(users, movies, len(queries))
         batch_rows, batch_scores = top_n_batch(emb, queries, n, (indptr, indices), block=4)
         for u, q in enumerate(queries):
@@ -73,3 +73,11 @@ def test_batch_many_blocks_and_threads_agree_with_single() -> None:
     for u in range(0, 700, 37):
         expected, _ = top_n(emb, queries[u], 10, seen[1][seen[0][u] : seen[0][u + 1]])
         assert rows[u].tolist() == expected.tolist()
+
+
+def test_all_equal_scores_on_a_large_catalogue() -> None:
+    emb = np.zeros((5000, 3), np.float32)  # every score ties (e.g. identical cold-start movies)
+    rows, _ = top_n(emb, np.ones(3, np.float32), 10, np.array([0, 3]))
+    assert rows.tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10, 11]
+    batch, _ = top_n_batch(emb, np.ones((2, 3), np.float32), 10, seen_csr(np.array([1]), np.array([0]), 2))
+    assert batch.tolist() == [list(range(10)), list(range(1, 11))]
