@@ -161,3 +161,19 @@ def test_store_manifest_upserts(pg_url: str) -> None:
         ).fetchall()
         conn.execute("DELETE FROM movielens.split_manifest WHERE dataset_id = %s", (m.dataset_id,))
     assert rows == [(10, 8, 0.625, date(2020, 1, 3), date(2020, 2, 1))]
+
+
+def test_prepare_dataset_defaults_to_the_synthetic_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec_assets.config import paths
+
+    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MOVIEREC_DATA_DIR", raising=False)
+    m = split.prepare_dataset()
+    assert m.source_dir == str(paths().default_dataset) and m.n_ratings == 100_000
+    assert split.read_active_manifest() == m and len(m.future_days()) > 30
+    assert (
+        m.n_history
+        == history_frame(scan_ratings(paths().default_dataset), m).select(pl.len()).collect().item()
+    )
