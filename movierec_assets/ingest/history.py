@@ -103,7 +103,7 @@ def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> Hi
     file is not a ratings CSV or too many history rows are bad."""
     started = time.perf_counter()
     path = dataset_files(data_dir).ratings
-    parsed = parse_ratings_file(path)
+    parsed = parse_ratings_file(path, source_name=str(path))
     parsed_at = time.perf_counter()
     manifest = split_manifest(data_dir, parsed.good)
     history = parsed.good.filter(pl.col("rated_at").dt.date() <= manifest.cutoff_day)
