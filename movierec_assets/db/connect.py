@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -17,6 +18,21 @@ CONNECT_TIMEOUT_S = 10
 
 class DatabaseUnavailable(RuntimeError):
     """The server did not accept a connection; the message names the server, never the password."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver error as one redacted line (libpq's messages span lines: hint, detail)."""
+    return " ".join(redact_text(str(exc)).split()) or type(exc).__name__
+
+
+def server_of(url: str) -> str:
+    """host:port/database of a URL, for messages (never the user or password)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or 'localhost'}:{port or 5432}{parts.path or ''}"
 
 
 def database_url(start_embedded: bool = True) -> str:
@@ -39,7 +55,7 @@ def connect(url: str, autocommit: bool = False) -> Iterator[psycopg.Connection[A
     try:
         conn = psycopg.connect(url, autocommit=autocommit, **libpq_params(url))
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {redact_text(str(exc)).strip()}") from None
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {server_of(url)}: {one_line(exc)}") from None
     with conn:
         yield conn
 
@@ -54,7 +70,7 @@ def adbc_connect(url: str, autocommit: bool = False) -> Iterator[Any]:
     try:
         conn = adbc.connect(full, autocommit=autocommit)
     except Exception as exc:  # the driver raises its own OperationalError family
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {redact_text(str(exc)).strip()}") from None
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {server_of(url)}: {one_line(exc)}") from None
     try:
         yield conn
     finally:

@@ -94,7 +94,8 @@ class EmbeddedPostgres:
             return state.url()
         self.paths.pg.mkdir(parents=True, exist_ok=True)
         password = self._init_once()
-        port = self.port or _free_port()
+        # A restarted server keeps its port, so URLs held by running processes stay valid.
+        port = self.port or self._previous_port() or _free_port()
         socket_dir = self._socket_dir()
         self.log_file.touch(exist_ok=True)
         self._chown(self.log_file)
@@ -136,6 +137,17 @@ class EmbeddedPostgres:
                 return True
         except OSError:
             return False
+
+    def _previous_port(self) -> int | None:
+        """The port this home's server last used, if it is free again."""
+        try:
+            port = int(json.loads(self.state_file.read_text())["port"])
+            with socket.socket() as s:  # SO_REUSEADDR as the server's own: TIME_WAIT is no obstacle
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return port
 
     def _init_once(self) -> str:
         if (self.data_dir / "PG_VERSION").exists():
