@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -34,6 +35,7 @@ from movierec_assets.ingest.validate import IngestError, ParsedRatings, parse_ra
 log = logging.getLogger(__name__)
 
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "rated_at", "partition_day"]
+_PK = ["user_id", "movie_id", "rated_at"]
 _EMPTY_GOOD = pl.DataFrame(schema={"user_id": pl.Int32, "movie_id": pl.Int32, "rating": pl.Float32,
                                    "rated_at": pl.Datetime("us", "UTC"), "partition_day": pl.Date})
 RETRY_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure", "55P03": "lock timeout"}
@@ -195,7 +197,8 @@ def _write(conn: object, batch: _DayBatch) -> None:
     for table in ("ratings", "rejected_ratings"):
         bulk.execute(conn, _DELETE_SQL[table], [day_list])
     if batch.good.height:
-        bulk.ingest(conn, "movielens", "ratings", batch.good.select(RATING_COLUMNS))
+        # in primary-key order, the index inserts touch neighbouring pages
+        bulk.ingest(conn, "movielens", "ratings", batch.good.select(RATING_COLUMNS).sort(_PK))
     if batch.rejects:
         from movierec_assets.ingest.quarantine import write_rejects
 
@@ -207,18 +210,18 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(exc, "sqlstate", None)
 
 
-def _write_with_retry(url: str, batch: _DayBatch, max_attempts: int) -> int:
+def _write_with_retry(conn: Any, batch: _DayBatch, max_attempts: int) -> int:
     """Run the write transaction, retrying deadlocks/serialization failures; returns attempts used."""
     import adbc_driver_manager
 
     for attempt in range(1, max_attempts + 1):
         try:
-            with adbc_connect(url, autocommit=False) as conn:
-                _write(conn, batch)
-                conn.commit()
+            _write(conn, batch)
+            conn.commit()
             return attempt
         except adbc_driver_manager.Error as exc:
             state = _sqlstate(exc)
+            _rollback_quietly(conn)
             if state in RETRY_SQLSTATES and attempt < max_attempts:
                 log.warning("day load: %s (attempt %d), retrying", RETRY_SQLSTATES[state], attempt)
                 time.sleep(0.1 * 2**attempt)
@@ -230,26 +233,39 @@ def _write_with_retry(url: str, batch: _DayBatch, max_attempts: int) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _rollback_quietly(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # the connection may be gone; closing it discards the transaction anyway
+        log.debug("rollback failed", exc_info=True)
+
+
 def _first_line(exc: BaseException) -> str:
     return redact_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def known_movie_ids(url: str) -> pl.Series:
-    ids = bulk.read_polars(url, "SELECT movie_id FROM movielens.movies")["movie_id"]
+def known_movie_ids(conn: Any) -> pl.Series:
+    """The movie ids of movielens.movies (a day's rows are checked against them)."""
+    ids = pl.from_arrow(bulk.fetch_arrow(conn, "SELECT movie_id FROM movielens.movies"))["movie_id"]  # type: ignore[index]
+    conn.rollback()  # end the read-only transaction; the write opens its own
     if ids.len() == 0:
         raise DayLoadError("movielens.movies is empty: materialize raw_movies before loading day partitions")
     return ids
 
 
 def load_days(url: str, days: Sequence[date], landing_dir: Path, *, max_attempts: int = 5) -> LoadReport:
-    """Load (or reload) `days` from `landing_dir` into movielens.ratings in one transaction."""
+    """Load (or reload) `days` from `landing_dir` into movielens.ratings in one transaction.
+
+    One connection for the whole load (connecting costs more than a day's COPY).
+    """
     if not days:
         raise DayLoadError("no days to load")
     days = sorted(set(days))
     started = time.perf_counter()
-    batch = read_days(Path(landing_dir), days, known_movie_ids(url))
-    read_done = time.perf_counter()
-    attempts = _write_with_retry(url, batch, max_attempts)
+    with adbc_connect(url, autocommit=False) as conn:
+        batch = read_days(Path(landing_dir), days, known_movie_ids(conn))
+        read_done = time.perf_counter()
+        attempts = _write_with_retry(conn, batch, max_attempts)
     done = time.perf_counter()
     return LoadReport(batch.stats, done - started, attempts, read_done - started, done - read_done,
                       _reason_counts(batch))
