@@ -1,1 +1,163 @@
-"""Assets of the ml group."""
+"""Assets of the ml group: `trained_model` and its blocking champion gate.
+
+TensorFlow/Keras are imported inside the asset and check bodies only (definitions load fast).
+The work itself lives in movierec_assets.ml.training_job (pure functions, testable without Dagster).
+"""
+
+
+from typing import Any
+
+import dagster as dg
+
+from movierec_assets.resources.database import PostgresResource
+
+OWNERS = ["team:movierec"]
+FEATURE_DEPS = [dg.AssetKey("user_features"), dg.AssetKey("movie_features"), dg.AssetKey("scaling_stats")]
+REGISTRY_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("version", "text", description="sortable UTC timestamp + random suffix"),
+    dg.TableColumn("created_at", "timestamptz"),
+    dg.TableColumn("metrics", "jsonb", description="holdout and baseline metrics, training stats"),
+    dg.TableColumn("path", "text", description="$MOVIEREC_HOME/models/<version>/"),
+    dg.TableColumn("data_start", "timestamptz"),
+    dg.TableColumn("data_end", "timestamptz"),
+    dg.TableColumn("status", "text", description="candidate | champion | rejected | retired"),
+    dg.TableColumn("reason", "text", description="why the gate promoted or rejected it"),
+])
+# Retrain once after the features refresh, however many days a backfill delivered: fire when a
+# feature table updated since the last request, never while a dependency or this asset runs.
+# (`without(~any_deps_missing())`: a never-materialized feature table must not block the model
+# forever, as `eager()` alone would.)
+RETRAIN_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+class TrainedModelConfig(dg.Config):
+    """Defaults chosen by the evaluation in docs/model_evaluation.md; small enough for the demo."""
+
+    epochs: int = 20
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    user_layers: list[int] = [256, 128]
+    movie_layers: list[int] = [256, 128]
+    embedding: int = 64
+    user_reg: float = 1e-6
+    movie_reg: float = 1e-6
+    id_buckets: int = 0
+    id_dim: int = 16
+    retrieval_weight: float = 0.1
+    temperature: float = 0.05
+    val_fraction: float = 0.1
+    patience: int = 3
+    seed: int = 42
+    warm_start: bool = False
+    memory_budget_mb: int = 2048
+    rank_users_cap: int = 2000
+    gate_tolerance: float = 0.01
+
+
+def _job_config(config: TrainedModelConfig) -> Any:
+    from movierec_assets.ml.train import TrainConfig
+    from movierec_assets.ml.training_job import JobConfig
+
+    train = TrainConfig(
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        user_layers=tuple(config.user_layers), movie_layers=tuple(config.movie_layers),
+        embedding=config.embedding, user_reg=config.user_reg, movie_reg=config.movie_reg,
+        id_buckets=config.id_buckets, id_dim=config.id_dim, retrieval_weight=config.retrieval_weight,
+        temperature=config.temperature,
+        val_fraction=config.val_fraction, patience=config.patience, seed=config.seed,
+    )
+    return JobConfig(train, config.warm_start, config.memory_budget_mb << 20, config.rank_users_cap,
+                     config.gate_tolerance)
+
+
+def _baseline_table(rows: list[dict[str, object]]) -> str:
+    lines = ["| method | RMSE | Recall@10 | NDCG@10 | events | ranked users |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['rmse']:.4f} | {r['recall_at_10']:.4f} | {r['ndcg_at_10']:.4f}"
+                     f" | {r['n_events']} | {r['n_ranked_users']} |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name="ml",
+    kinds={"tensorflow", "postgres"},
+    owners=OWNERS,
+    code_version="trained_model-v1",
+    deps=FEATURE_DEPS,
+    automation_condition=RETRAIN_CONDITION,
+    description=(
+        "Two-tower ColaborativeFiltering model trained on every rating in PostgreSQL (history plus "
+        "injected days) with a time-ordered validation split; saved under $MOVIEREC_HOME/models/<version>/ "
+        "and registered as a candidate in ml.model_versions. The champion_gate check promotes it."
+    ),
+)
+def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
+                  postgres: PostgresResource) -> dg.MaterializeResult:
+    from movierec_assets.ml import plots, registry
+    from movierec_assets.ml.training_job import run
+
+    url = postgres.url()
+    job = run(url, _job_config(config), context.log)
+    m, tr = job.metrics, job.train
+    context.log.info(f"model {job.version.version}: holdout RMSE {m['holdout_rmse']:.4f} after {tr.epochs_run} epochs")
+    curve = plots.markdown_image(plots.training_curve_png(tr.history))
+    n_versions = len(registry.list_versions(url))
+    md = dg.MetadataValue
+    return dg.MaterializeResult(metadata={
+        "dagster/table_name": "ml.model_versions",
+        "dagster/row_count": n_versions,
+        "dagster/column_schema": REGISTRY_SCHEMA,
+        "model_version": job.version.version,
+        "model_path": md.path(str(job.version.path)),
+        "epochs": tr.epochs_run,
+        "initial_epoch": tr.initial_epoch,
+        "examples_per_second": md.float(tr.examples_per_second),
+        "train_seconds": md.float(tr.seconds),
+        "final_loss": md.float(tr.final_loss),
+        "final_val_loss": md.float(tr.final_val_loss),
+        "validation_rmse": md.float(tr.val_rmse),
+        "recall_at_10": md.float(float(m.get("two_tower_recall_at_10", float("nan")))),
+        "ndcg_at_10": md.float(float(m.get("two_tower_ndcg_at_10", float("nan")))),
+        "train_events": tr.n_train,
+        "holdout_events": tr.n_val,
+        "champion_version": str(m.get("champion_version")),
+        "champion_holdout_rmse": md.float(float(m["champion_holdout_rmse"] or float("nan"))),
+        "baselines": md.md(_baseline_table(job.holdout_rows)) if job.holdout_rows else "streamed: none",
+        "training_curve": md.md(curve),
+    })
+
+
+@dg.asset_check(asset="trained_model", blocking=True, description=(
+    "Champion gate: promotes the new model only if its holdout RMSE is not worse than the current "
+    "champion's on the same events, within the configured tolerance; otherwise records it as rejected "
+    "with the reason. Inference always uses the champion."
+))
+def champion_gate(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    from movierec_assets.ml import registry
+
+    url = postgres.url()
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "model_version" not in meta:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no trained_model materialization"})
+    version = str(meta["model_version"].value)
+    candidate = registry.get_version(url, version)
+    if candidate is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": f"{version} is not in ml.model_versions"})
+    champion = registry.current_champion(url)
+    decision = registry.gate(candidate, champion, float(candidate.metrics.get("gate_tolerance", 0.01)))
+    if decision.promote:
+        registry.promote(url, version, decision.reason)
+    else:
+        registry.reject(url, version, decision.reason)
+    now = registry.current_champion(url)
+    return dg.AssetCheckResult(
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "candidate": version,
+            "decision": "promoted" if decision.promote else "rejected",
+            "reason": decision.reason,
+            "champion": now.version if now else "none",
+        },
+    )

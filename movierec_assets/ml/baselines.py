@@ -91,7 +91,7 @@ class MatrixFactorization:
     Users unseen at fit time get zero factors: they cannot be personalised without retraining.
     """
 
-    rank: int = 32
+    rank: int = 16
     reg: float = 0.05
     iterations: int = 8
     seed: int = 0
@@ -134,22 +134,24 @@ class MatrixFactorization:
 
 
 def _als_half(own: np.ndarray, other: np.ndarray, resid: np.ndarray, factors: np.ndarray,
-              n_own: int, reg: float, chunk: int = 65536) -> np.ndarray:
+              n_own: int, reg: float, chunk: int = 16384) -> np.ndarray:
     """Solve every row's ridge regression (Q_u^T Q_u + reg*n_u*I) p_u = Q_u^T r_u at once.
 
     Gram matrices are summed chunk by chunk with one sort + reduceat per chunk (no per-row loop).
     """
     k = factors.shape[1]
-    gram = np.zeros((n_own, k, k))
-    rhs = np.zeros((n_own, k))
+    gram = np.zeros((n_own, k, k), np.float32)
+    rhs = np.zeros((n_own, k), np.float32)
+    factors = factors.astype(np.float32)
     order = np.argsort(own, kind="stable")
     own, other, resid = own[order], other[order], resid[order]
     for start in range(0, len(own), chunk):
-        o, q, r = own[start : start + chunk], factors[other[start : start + chunk]], resid[start : start + chunk]
+        o, q = own[start : start + chunk], factors[other[start : start + chunk]]
+        r = resid[start : start + chunk].astype(np.float32)
         bounds = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
         rows = o[bounds]
         gram[rows] += np.add.reduceat(q[:, :, None] * q[:, None, :], bounds, axis=0)
         rhs[rows] += np.add.reduceat(q * r[:, None], bounds, axis=0)
     counts = np.bincount(own, minlength=n_own)
-    gram += (reg * np.maximum(counts, 1))[:, None, None] * np.eye(k)
-    return np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+    gram += (reg * np.maximum(counts, 1))[:, None, None].astype(np.float32) * np.eye(k, dtype=np.float32)
+    return np.linalg.solve(gram, rhs[:, :, None])[:, :, 0].astype(np.float64)

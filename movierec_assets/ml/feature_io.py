@@ -25,24 +25,9 @@ def _features_api():  # type: ignore[no-untyped-def]
     return features
 
 
-def stats_from_frames(users: pl.DataFrame, movies: pl.DataFrame, version: str | None = None) -> pl.DataFrame:
-    """Scaling stats (contract columns) from feature frames, as `scaling_stats` computes them."""
-    api = _features_api()
-    version = version or api.FEATURE_SET_VERSION
-    parts = []
-    for table, df, cols in ((USER_TABLE, users, api.user_feature_columns()), (MOVIE_TABLE, movies, api.movie_feature_columns())):
-        parts.append(
-            pl.DataFrame(
-                {
-                    "feature_set_version": [version] * len(cols),
-                    "table_name": [table] * len(cols),
-                    "column_name": cols,
-                    "mean": [float(df[c].mean() or 0.0) for c in cols],
-                    "std": [float(df[c].std(ddof=0) or 0.0) for c in cols],
-                }
-            )
-        )
-    return pl.concat(parts)
+def stats_from_frames(users: pl.DataFrame, movies: pl.DataFrame) -> pl.DataFrame:
+    """Scaling stats from feature frames, exactly as the `scaling_stats` asset computes them."""
+    return _features_api().compute_scaling_stats(users, movies)
 
 
 def scale_users(users: pl.DataFrame, stats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ class Baselines:
 
     @classmethod
     def fit(cls, u: np.ndarray, m: np.ndarray, r: np.ndarray, n_users: int, n_movies: int,
-            mf_rank: int = 32) -> Baselines:
+            mf_rank: int = 16) -> Baselines:
         r = r.astype(np.float64)
         return cls(
             GlobalMean().fit(u, m, r),

@@ -29,8 +29,8 @@ class TrainConfig:
     movie_reg: float = 1e-6
     id_buckets: int = 0
     id_dim: int = 16
-    retrieval_weight: float = 0.0
-    temperature: float = 0.1
+    retrieval_weight: float = 0.1
+    temperature: float = 0.05
     val_fraction: float = 0.1
     patience: int = 3
     seed: int = 42
@@ -132,10 +132,12 @@ def train(
     logger: Any = None,
     warm_start: Path | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    train_dataset: tuple[Any, int] | None = None,
 ) -> TrainResult:
     """Fit a ColaborativeFiltering model; resume from `run_dir`'s last checkpoint when one exists.
 
     `warm_start` (a champion's .keras file) initialises the weights when the architecture matches.
+    `train_dataset` = (dataset, steps_per_epoch) replaces the in-memory pipeline (streaming mode).
     """
     logger = logger or logging.getLogger(__name__)
     keras.utils.set_random_seed(cfg.seed)
@@ -149,8 +151,11 @@ def train(
         )
         if warm_start is not None:
             _warm_start(model, warm_start, logger)
-    logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
-    train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq)
+    if train_dataset is not None:
+        train_ds, steps = train_dataset
+    else:
+        logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
+        train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq)
     val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), shuffle=False)
     callbacks = _callbacks(run_dir, cfg, logger, steps) + list(extra_callbacks or [])
     t0 = time.perf_counter()
@@ -172,7 +177,7 @@ def train(
         final_loss=history["loss"][-1] if history.get("loss") else float("nan"),
         final_val_loss=float(val["loss"]),
         val_rmse=float(val["rmse"]),
-        n_train=len(train_data),
+        n_train=len(train_data) if train_dataset is None else steps * cfg.batch_size,
         n_val=len(val_data),
     )
 

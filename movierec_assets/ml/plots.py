@@ -1,0 +1,36 @@
+"""Training curves as PNG (matplotlib Agg, no display), embedded in Dagster markdown metadata."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+
+def training_curve_png(history: dict[str, list[float]]) -> bytes:
+    """Loss and RMSE per epoch, training vs validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
+    try:
+        for ax, key in zip(axes, ("loss", "rmse"), strict=True):
+            for name, style in ((key, "-"), (f"val_{key}", "--")):
+                values = history.get(name, [])
+                if values:
+                    ax.plot(range(1, len(values) + 1), values, style, marker="o", ms=3, label=name)
+            ax.set_xlabel("epoch")
+            ax.set_title(key)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def markdown_image(png: bytes, alt: str = "training curve") -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

@@ -1,0 +1,172 @@
+"""What `trained_model` does, outside Dagster: read, train, evaluate on the holdout, save, register.
+
+Imports TensorFlow (through keras); only the asset body imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from movierec_assets.config import paths
+from movierec_assets.db.bulk import read_polars
+from movierec_assets.ml import feature_io, registry
+from movierec_assets.ml.pipeline import (
+    FeatureMatrices,
+    RatingArrays,
+    arrays_from_frame,
+    count_ratings,
+    make_streaming_dataset,
+    needs_streaming,
+    read_ratings,
+)
+from movierec_assets.ml.scoring import MODEL, Baselines, Scoreboard, model_methods
+from movierec_assets.ml.train import TrainConfig, TrainResult, train
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    train: TrainConfig
+    warm_start: bool = False
+    memory_budget_bytes: int = 2 << 30
+    rank_users_cap: int = 2000
+    gate_tolerance: float = 0.01
+
+
+@dataclass
+class JobResult:
+    version: registry.ModelVersion
+    train: TrainResult
+    metrics: dict[str, Any]
+    holdout_rows: list[dict[str, object]]
+
+
+def run_key(cfg: JobConfig, n_ratings: int, data_end: datetime | None, feature_version: str) -> str:
+    """Stable across retries of the same training (same data, same config): a crashed run's
+    retry finds its checkpoints under models/runs/<key>/."""
+    blob = json.dumps([asdict(cfg.train), n_ratings, str(data_end), feature_version], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def holdout_report(model: Any, fm: FeatureMatrices, tr: RatingArrays, va: RatingArrays,
+                   rank_users_cap: int, seed: int) -> tuple[list[dict[str, object]], dict[str, float]]:
+    """Model and baselines on the same validation events (indices are feature rows)."""
+    from movierec_assets.ml.evaluate import embeddings
+    from movierec_assets.ml.two_tower import rating_map
+
+    n_u, n_m = len(fm.user_ids), len(fm.movie_ids)
+    base = Baselines.fit(tr.user_idx, tr.movie_idx, tr.rating, n_u, n_m)
+    u_emb, m_emb = embeddings(model, fm)
+    methods = {MODEL: model_methods(u_emb, np.arange(n_u), m_emb, *rating_map(model)), **base.methods(n_m)}
+    events = (va.user_idx, va.movie_idx, va.rating.astype(np.float64))
+    board = Scoreboard()
+    for name, (predict, _) in methods.items():
+        board.add("holdout", name, predict, None, events, (tr.user_idx, tr.movie_idx))
+    users = np.unique(va.user_idx)
+    if len(users) > rank_users_cap:  # ranking every user at 20M scale is costly: a fixed sample
+        users = np.sort(np.random.default_rng(seed).choice(users, rank_users_cap, replace=False))
+    sel = np.isin(va.user_idx, users)
+    ranked = (va.user_idx[sel], va.movie_idx[sel], va.rating[sel].astype(np.float64))
+    for name, (_, score) in methods.items():
+        board.add("holdout", name, None, score, ranked, (tr.user_idx, tr.movie_idx))
+    rows = board.rows(protocol="holdout")
+    flat = {f"{r['method']}_{k}": r[k] for r in rows for k in ("rmse", "recall_at_10", "ndcg_at_10")}
+    return rows, flat
+
+
+def champion_rmse(champion: registry.ModelVersion | None, users: Any, movies: Any,
+                  va: RatingArrays, fm: FeatureMatrices) -> float | None:
+    """The champion's RMSE on the candidate's holdout events, scaled with the champion's own stats."""
+    if champion is None:
+        return None
+    try:
+        old = registry.load_model(champion.path)
+        cfm = feature_io.matrices(users, movies, feature_io.load_stats(Path(champion.path)))
+        if cfm.user_matrix.shape[1] != old.n_user_features or cfm.movie_matrix.shape[1] != old.n_movie_features:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    from movierec_assets.ml.pipeline import model_inputs
+
+    uid, mid = fm.user_ids[va.user_idx], fm.movie_ids[va.movie_idx]
+    from movierec_assets.ml.pipeline import index_of
+
+    x = model_inputs(cfm, index_of(cfm.user_ids, uid), index_of(cfm.movie_ids, mid))
+    pred = np.clip(np.asarray(old.predict(x, batch_size=8192, verbose=0)).reshape(-1), 0.5, 5.0)
+    return float(np.sqrt(np.mean((pred - va.rating) ** 2)))
+
+
+def _train_data(url: str, fm: FeatureMatrices, cfg: JobConfig, logger: Any
+                ) -> tuple[RatingArrays, RatingArrays, Any, tuple[datetime | None, datetime | None]]:
+    """(train, validation, streaming dataset or None, data range). Validation = the newest
+    `val_fraction` of ratings by time. Over the memory budget, only validation is held in memory
+    and training batches stream from PostgreSQL."""
+    n_total = count_ratings(url)
+    if not needs_streaming(n_total, cfg.memory_budget_bytes):
+        arrays = arrays_from_frame(read_ratings(url), fm)
+        if arrays.dropped:
+            logger.info(f"{arrays.dropped:,} ratings without a feature row (user or movie) were skipped")
+        tr, va = arrays.time_split(cfg.train.val_fraction)
+        span = (_ts(arrays.rated_at[0]), _ts(arrays.rated_at[-1])) if len(arrays) else (None, None)
+        return tr, va, None, span
+    logger.info(f"{n_total:,} ratings exceed the memory budget: streaming training batches from PostgreSQL")
+    bounds = read_polars(url, STREAM_BOUNDS_SQL, [1.0 - cfg.train.val_fraction])
+    val_start, first, last = bounds.row(0)
+    va = arrays_from_frame(read_polars(url, RATINGS_SINCE_SQL, [val_start]), fm)
+    stream = make_streaming_dataset(url, fm, cfg.train.batch_size, before=val_start, seed=cfg.train.seed)
+    return va.take(slice(0, 0)), va, stream, (first, last)
+
+
+STREAM_BOUNDS_SQL = (
+    "SELECT percentile_disc($1) WITHIN GROUP (ORDER BY rated_at) AS val_start,"
+    " min(rated_at) AS first, max(rated_at) AS last FROM movielens.ratings"
+)
+RATINGS_SINCE_SQL = "SELECT user_id, movie_id, rating, rated_at FROM movielens.ratings WHERE rated_at >= $1"
+
+
+def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
+    users, movies, stats = feature_io.load_feature_tables(url)
+    fm = feature_io.matrices(users, movies, stats)
+    tr, va, stream, (data_start, data_end) = _train_data(url, fm, cfg, logger)
+    feature_version = str(stats["feature_set_version"][0]) if stats.height else "unknown"
+    run_dir = paths().models / "runs" / run_key(cfg, len(tr) + len(va), data_end, feature_version)
+    champion = registry.current_champion(url)
+    warm = champion.model_file if (cfg.warm_start and champion is not None) else None
+    result = train(tr, va, fm, run_dir, cfg.train, logger, warm, train_dataset=stream)
+    rows, flat = ([], {}) if stream is not None else holdout_report(
+        result.model, fm, tr, va, cfg.rank_users_cap, cfg.train.seed)  # streaming: no baselines in memory
+    version = registry.new_version()
+    vdir = registry.version_dir(version)
+    vdir.mkdir(parents=True, exist_ok=False)
+    result.model.save(vdir / registry.MODEL_FILE)
+    feature_io.save_stats(stats, vdir)
+    (vdir / "history.json").write_text(json.dumps(result.history))
+    metrics = {
+        "holdout_rmse": result.val_rmse,
+        "holdout_events": len(va),
+        "train_events": result.n_train,
+        "epochs": result.epochs_run,
+        "examples_per_second": result.examples_per_second,
+        "final_loss": result.final_loss,
+        "final_val_loss": result.final_val_loss,
+        "feature_set_version": feature_version,
+        "gate_tolerance": cfg.gate_tolerance,
+        "config": asdict(cfg.train),
+        "champion_version": champion.version if champion else None,
+        "champion_holdout_rmse": champion_rmse(champion, users, movies, va, fm),
+        **flat,
+    }
+    record = registry.register_candidate(url, version, vdir, metrics, data_start, data_end)
+    shutil.rmtree(run_dir, ignore_errors=True)  # finished: the next training starts fresh
+    return JobResult(record, result, metrics, rows)
+
+
+def _ts(us: int | np.integer) -> datetime:
+    return datetime.fromtimestamp(int(us) / 1e6, UTC)
