@@ -170,16 +170,18 @@ def _distinct_movies(counts: np.ndarray, movies: _Movies, rng: np.random.Generat
     Keys pack (user, movie) so that one integer sort orders by user then movie; shifts, not
     divisions, unpack them."""
     m, bits = len(movies.bias), _key_bits(movies)
-    users = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    keys = _sorted_unique((users << bits) | _sample_popular(movies, len(users), rng))
+    # uint32 keys when they fit: sorting them takes half the time of int64.
+    kt = np.uint32 if bits + (len(counts) - 1).bit_length() <= 32 else np.int64
+    users = np.repeat(np.arange(len(counts), dtype=kt), counts)
+    keys = _sorted_unique((users << kt(bits)) | _sample_popular(movies, len(users), rng).astype(kt))
     for attempt in range(200):
         need = counts - np.bincount(keys >> bits, minlength=len(counts))
         if not need.any():
             return keys
-        users = np.repeat(np.arange(len(counts), dtype=np.int64), need)
+        users = np.repeat(np.arange(len(counts), dtype=kt), need)
         # Popularity first; heavy users exhaust the head, so fall back to uniform draws.
         new = _sample_popular(movies, len(users), rng) if attempt < 3 else rng.integers(0, m, len(users))
-        new = _sorted_unique((users << bits) | new)
+        new = _sorted_unique((users << kt(bits)) | new.astype(kt))
         pos = np.searchsorted(keys, new)
         fresh = new[(pos >= len(keys)) | (keys[np.minimum(pos, len(keys) - 1)] != new)]
         # Keep only `need` fresh keys per user (fresh is sorted, so rank within user is positional).
