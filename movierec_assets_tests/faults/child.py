@@ -1,7 +1,9 @@
 """A child process for the crash tests: imports what it needs, prints `go`, then does one load.
 
-    python -m movierec_assets_tests.faults.child days DAY LANDING_DIR
-    python -m movierec_assets_tests.faults.child history RATINGS_CSV
+    python child.py days DAY[,DAY...] LANDING_DIR [--wait]
+    python child.py history RATINGS_CSV
+
+With --wait it reads one line from stdin after `go` (a start gun for concurrency tests).
 
 The parent SIGKILLs it at a random moment after `go`; the database URL comes from the environment.
 Run as a file (not `-m`), it skips `movierec_assets/__init__.py`, which builds the whole Dagster
@@ -34,7 +36,10 @@ def main(argv: list[str]) -> int:
         from movierec_assets.ingest.days import load_days
 
         _go()
-        load_days(url, [date.fromisoformat(argv[1])], Path(argv[2]))
+        if "--wait" in argv:
+            sys.stdin.readline()
+        report = load_days(url, [date.fromisoformat(d) for d in argv[1].split(",")], Path(argv[2]))
+        print(f"attempts={report.attempts} rows={report.rows_loaded} rejected={report.rows_rejected}", flush=True)
     elif kind == "history":
         from movierec_assets.ingest.load import replace_history
         from movierec_assets.ingest.validate import parse_ratings_file, validate_ratings

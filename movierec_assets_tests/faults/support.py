@@ -109,18 +109,33 @@ class ChildRun:
     output: str
 
 
-def run_child(args: list[str], url: str, kill_after: float | None, timeout: float = 120) -> ChildRun:
-    """Start the child, wait for its `go`, then SIGKILL it after `kill_after` s (None: let it finish)."""
-    proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, str(Path(__file__).with_name("child.py")), *args],
+def spawn_child(args: list[str], url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our own script, fixed arguments
+        [sys.executable, str(Path(__file__).with_name("child.py")), *args], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(url), cwd=str(REPO),
     )
+
+
+def wait_go(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """Wait for the child's `go` line (it has imported everything)."""
     assert proc.stdout is not None
     first = proc.stdout.readline()
     if first.strip() != "go":
-        rest = proc.stdout.read()
-        proc.wait(timeout)
-        raise AssertionError(f"child did not start: {first}{rest}")
+        out, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"child did not start: {first}{out}")
+    return proc
+
+
+def start_child(args: list[str], url: str) -> subprocess.Popen[str]:
+    """Start the child and wait for its `go` line."""
+    return wait_go(spawn_child(args, url))
+
+
+def run_child(args: list[str], url: str, kill_after: float | None, timeout: float = 120) -> ChildRun:
+    """Start the child, wait for its `go`, then SIGKILL it after `kill_after` s (None: let it finish)."""
+    proc = start_child(args, url)
+    assert proc.stdout is not None
+    first = "go\n"
     t0 = time.perf_counter()
     killed = False
     if kill_after is not None:
