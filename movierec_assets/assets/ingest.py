@@ -6,6 +6,7 @@
 import dagster as dg
 from pydantic import Field
 
+from movierec_assets.ingest.daily_asset import COLUMN_SCHEMA
 from movierec_assets.ingest.history import HistoryLoad, load_history, load_movie_tables, resolve_data_dir
 from movierec_assets.ingest.load import MoviesStats
 from movierec_assets.ingest.validate import IngestError
@@ -16,15 +17,16 @@ INGEST_GROUP = "ingest"
 INGEST_OWNERS = ["team:movierec"]
 INGEST_KINDS = {"postgres", "polars"}
 HISTORY_CODE_VERSION = "1"
+_HISTORY_ASSET: dict[str, object] = {
+    "group_name": INGEST_GROUP,
+    "owners": INGEST_OWNERS,
+    "kinds": INGEST_KINDS,
+    "code_version": HISTORY_CODE_VERSION,
+}
 
+# The same table as the daily partitions write; its key is the duplicate rule.
 RATINGS_TABLE_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("user_id", "int", description="MovieLens userId"),
-        dg.TableColumn("movie_id", "int", description="MovieLens movieId"),
-        dg.TableColumn("rating", "real", description="0.5 .. 5.0 in half steps (CHECK)"),
-        dg.TableColumn("rated_at", "timestamptz", description="the rating's timestamp (UTC)"),
-        dg.TableColumn("partition_day", "date", description="NULL for history rows"),
-    ],
+    columns=list(COLUMN_SCHEMA.columns),
     constraints=dg.TableConstraints(other=["PRIMARY KEY (user_id, movie_id, rated_at)"]),
 )
 MOVIES_TABLE_SCHEMA = dg.TableSchema(
@@ -95,10 +97,7 @@ def history_metadata(result: HistoryLoad) -> dict[str, object]:
 
 @dg.asset(
     name="raw_movies",
-    group_name=INGEST_GROUP,
-    owners=INGEST_OWNERS,
-    kinds=INGEST_KINDS,
-    code_version=HISTORY_CODE_VERSION,
+    **_HISTORY_ASSET,  # type: ignore[arg-type]
     description=(
         "MovieLens movies (title, year parsed from the title, genres as a list) in movielens.movies, "
         "with tags.csv and links.csv in movielens.tags and movielens.links. Each run replaces the three "
@@ -118,10 +117,7 @@ def raw_movies(context: dg.AssetExecutionContext, config: IngestConfig, postgres
 @dg.asset(
     name="raw_ratings",
     deps=[raw_movies],
-    group_name=INGEST_GROUP,
-    owners=INGEST_OWNERS,
-    kinds=INGEST_KINDS,
-    code_version=HISTORY_CODE_VERSION,
+    **_HISTORY_ASSET,  # type: ignore[arg-type]
     description=(
         "The history part of ratings.csv (UTC day <= the split's cutoff_day) in movielens.ratings with "
         "partition_day NULL. Every line is validated; bad lines (unparseable, rating outside 0.5..5.0 or not a "
