@@ -21,7 +21,9 @@ from movierec_assets.config import paths
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".parquet")
-_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.(csv|parquet)$")
+# ASCII digits only and a full match: `\d` alone accepts look-alike digits ("١٩٩٨-...") and `$`
+# accepts a trailing newline, either of which would name a file that day_file() never opens.
+_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})\.(csv|parquet)", re.ASCII)
 # A day at ml-32m volume is ~300 KB; anything this big is not a day file (a sparse 2 GB file, say).
 MAX_DAY_FILE_BYTES = 256 * 1024 * 1024
 TEMP_PREFIX = "."  # replay writes `.<name>.tmp-*` then renames; hidden names are never day files
@@ -52,7 +54,7 @@ def parse_day_name(name: str, first: date | None = None, last: date | None = Non
     """The day a file name stands for, or (None, why it is not a day file)."""
     if not name or name != os.path.basename(name) or "/" in name or "\\" in name or name in (".", ".."):
         return None, "not a plain file name (path parts)"
-    m = _NAME.match(name)
+    m = _NAME.fullmatch(name)
     if not m:
         return None, "name is not YYYY-MM-DD.csv or YYYY-MM-DD.parquet"
     try:
