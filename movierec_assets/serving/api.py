@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.serving.recommender import (
     MAX_N,
     InvalidRequest,
@@ -102,7 +103,7 @@ def _out(call: Callable[[], Recommendations]) -> RecommendationsOut:
         raise HTTPException(404, str(exc)) from None
     except InvalidRequest as exc:
         raise HTTPException(422, str(exc)) from None
-    except NotReady as exc:
+    except (NotReady, DatabaseUnavailable) as exc:
         raise HTTPException(503, str(exc)) from None
 
 

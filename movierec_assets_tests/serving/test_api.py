@@ -34,7 +34,11 @@ def test_status_codes() -> None:
         for bad in ("/users/-1/recommendations", "/users/abc/recommendations", "/users/1.5/recommendations",
                     "/users/99999999999/recommendations", "/users/1/recommendations?n=0",
                     "/users/1/recommendations?n=101", "/users/1/recommendations?n=ten",
-                    f"/movies/{movie}/similar?n=1000", "/movies/-4/similar"):
+                    f"/movies/{movie}/similar?n=1000", "/movies/-4/similar",
+                    "/users/1;DROP%20TABLE%20ml.movie_embeddings/recommendations",
+                    "/users/1'%20OR%201=1--/recommendations", "/users/1/recommendations?n=" + "9" * 5000,
+                    "/users/%00/recommendations", "/users/1e3/recommendations", "/movies/NaN/similar",
+                    "/movies/inf/similar", "/users/1/recommendations?n=nan"):
             assert client.get(bad).status_code == 422, bad
         health = client.get("/health").json()
         assert health["model_version"] == "v1" and 0 <= health["embeddings_age_seconds"] < 600
