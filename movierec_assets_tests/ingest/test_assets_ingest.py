@@ -108,6 +108,8 @@ def test_ml_small_history_loads_with_metadata_and_reloads_identically(
     pg_url: str, ml_small: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOVIEREC_DATA_DIR", str(ml_small))
+    with connect(pg_url) as conn:  # no partition rows left by other tests
+        conn.execute("TRUNCATE movielens.ratings, movielens.rejected_ratings")
     result = dg.materialize([raw_movies, raw_ratings], resources=RESOURCES)
     assert result.success
     expected = expected_history_count(ml_small / "ratings.csv")
