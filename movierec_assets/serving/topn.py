@@ -40,7 +40,10 @@ def top_n_scores(scores: np.ndarray, n: int) -> np.ndarray:
         if m > full:
             maxima[-1] = scores[full:].max()
         bound = max(np.partition(maxima, n_chunks - n)[n_chunks - n], _LOWEST)
-        candidates = np.flatnonzero(scores >= bound)
+        hot = np.flatnonzero(maxima >= bound)  # only these chunks can hold candidates
+        candidates = (hot[:, None] * CHUNK + np.arange(CHUNK)).reshape(-1)
+        candidates = candidates[candidates < m]
+        candidates = candidates[scores[candidates] >= bound]
     else:
         candidates = np.arange(m)
     best = _order(scores, candidates)[:n]
@@ -66,15 +69,21 @@ def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     a per-row argpartition.
     """
     b, mp = scores.shape
-    chunk_max = scores.reshape(b, mp // CHUNK, CHUNK).max(axis=2)
+    blocks = scores.reshape(b, mp // CHUNK, CHUNK)
+    chunk_max = blocks.max(axis=2)
     n_chunks = chunk_max.shape[1]
     if n <= n_chunks:
         bound = np.partition(chunk_max, n_chunks - n, axis=1)[:, n_chunks - n]
         bound = np.maximum(bound, _LOWEST)  # never admit masked (-inf) movies
     else:  # fewer chunks than n: no useful bound, every finite score competes
         bound = np.full(b, _LOWEST, dtype=np.float32)
-    r, c = np.nonzero(scores >= bound[:, None])
-    s = scores[r, c]
+    # Only chunks whose maximum reaches the bound can hold candidates: gather just those.
+    r, ch = np.nonzero(chunk_max >= bound[:, None])
+    r = np.repeat(r, CHUNK)
+    c = (ch[:, None] * CHUNK + np.arange(CHUNK)).reshape(-1)
+    s = blocks[r[::CHUNK], ch].reshape(-1)
+    keep = s >= bound[r]
+    r, c, s = r[keep], c[keep], s[keep]
     order = np.lexsort((c, -s, r))
     r, c, s = r[order], c[order], s[order]
     rank = np.arange(len(r)) - np.searchsorted(r, np.arange(b))[r]
