@@ -6,12 +6,15 @@ Runs land in the instance's PostgreSQL storage, so `movierec dev` shows them aft
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 DAILY_ASSET = "daily_partitioned_ratings"
+# Step-level progress, without Dagster's per-event DEBUG chatter.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 LANDING_SENSOR = "landing_zone_sensor"
 
 
@@ -25,6 +28,7 @@ def demo(data_dir: Path | None, days: int) -> None:
     from movierec_assets.cli.bootstrap import bootstrap
     from movierec_assets.instance import get_instance
 
+    warnings.filterwarnings("ignore", category=UserWarning)  # Dagster beta/preview notices
     started = time.monotonic()
     env = bootstrap(data_dir)
     instance = get_instance()
@@ -52,9 +56,15 @@ def _materialize_unpartitioned(instance: Any) -> str:
     selection = (dg.AssetSelection.all() - dg.AssetSelection.assets(DAILY_ASSET)) | dg.AssetSelection.all_asset_checks()
     keys = _keys(selection)
     click.echo(f"materializing {len(keys)} assets: {', '.join(keys)}")
-    result = dg.materialize(list(defs.assets or []), selection=selection, instance=instance,
-                            resources=defs.resources)
+    result = dg.materialize(_assets_and_checks(), selection=selection, instance=instance,
+                            resources=defs.resources, run_config=RUN_CONFIG)
     return f"{'ok' if result.success else 'FAILED'} ({len(keys)} assets, run {result.run_id[:8]})"
+
+
+def _assets_and_checks() -> list[Any]:
+    from movierec_assets import defs
+
+    return [*(defs.assets or []), *(defs.asset_checks or [])]
 
 
 def _keys(selection: Any) -> list[str]:
@@ -117,7 +127,7 @@ def _run_partition_requests(instance: Any, requests: list[Any]) -> str:
         if request.run_key:
             tags["dagster/run_key"] = request.run_key
         result = job.execute_in_process(partition_key=request.partition_key, instance=instance, tags=tags,
-                                        raise_on_error=False)
+                                        raise_on_error=False, run_config=RUN_CONFIG)
         ok += int(result.success)
     return f"{ok}/{len(requests)} runs succeeded"
 
@@ -141,8 +151,9 @@ def _run_automation(instance: Any, max_rounds: int = 4) -> str:
         names = sorted(k.to_user_string() for k in keys)
         materialized.extend(names)
         click.echo(f"automation requested: {', '.join(names)}")
-        run = dg.materialize(list(defs.assets or []), selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
-                             instance=instance, resources=defs.resources, tags={"movierec/automation": "demo"})
+        run = dg.materialize(_assets_and_checks(), selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
+                             instance=instance, resources=defs.resources, tags={"movierec/automation": "demo"},
+                             run_config=RUN_CONFIG)
         if not run.success:
             return f"FAILED while materializing {', '.join(names)}"
     return f"re-materialized {', '.join(materialized) or 'nothing'}"
