@@ -117,19 +117,30 @@ def load(url: str, n: int) -> None:
 
 # -- measurements (each in a fresh child process, so its peak RSS is its own) ----------------------
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the forking
+    parent across exec, so a child of the data generator would report the generator's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure_pipeline(url: str) -> dict[str, float]:
     """The product path: read+aggregate (2 streams), finalize, write both tables."""
     from movierec_assets.features.store import compute_from_database, write_feature_tables
 
-    started = time.perf_counter()
+    cpu0, started = _cpu_seconds(), time.perf_counter()
     frames = compute_from_database(url)
     mid = time.perf_counter()
     write_feature_tables(url, frames.users, frames.movies)
     end = time.perf_counter()
     return {**frames.timings.seconds, "write": end - mid, "total": end - started, "peak_rss_gb": _peak_rss_gb(),
+            "client_cpu_seconds": _cpu_seconds() - cpu0, "load_avg_1m": os.getloadavg()[0],
             "users": frames.users.height, "movies": frames.movies.height}
 
 
@@ -255,7 +266,9 @@ def report(url: str, repeats: int) -> dict[str, object]:
         print(f"  {label:<38} {seconds:7.2f} s")
     peak = max(r["peak_rss_gb"] for r in pipeline)
     print(f"  {'peak RSS (pipeline process)':<38} {peak:7.2f} GB")
+    print(f"  {'client CPU seconds (pipeline)':<38} {_median(pipeline, 'client_cpu_seconds'):7.2f} s")
     print(f"  {'total / bare read':<38} {total / read:7.2f} x")
+    print(f"  {'1-min load average during pipeline':<38} {_median(pipeline, 'load_avg_1m'):7.2f}  (2 cores)")
     print(f"  {'rows/s end to end':<38} {rows / total:10,.0f}")
     return {
         "ratings": rows, "repeats": repeats, "machine_cpus": os.cpu_count(),

@@ -8,6 +8,7 @@ from movierec_assets.features.compute import (
     movie_feature_columns,
     user_feature_columns,
 )
+from movierec_assets.features.incremental import IncrementalFeatures
 from movierec_assets.features.scaling import compute_scaling_stats, feature_columns, scale
 from movierec_assets.features.store import (
     compute_from_database,
@@ -22,6 +23,7 @@ from movierec_assets.features.store import (
 __all__ = [
     "FEATURE_SET_VERSION",
     "GENRE_SLUGS",
+    "IncrementalFeatures",
     "compute_from_database",
     "compute_movie_features",
     "compute_scaling_stats",

@@ -1,8 +1,9 @@
-"""Pure Polars feature computation: ratings/movies/tags frames in, one row per user or movie out.
+"""Feature computation, pure functions: ratings/movies/tags frames in, one row per user or movie out.
 
-Everything goes through additive integer aggregates (counts, sums of half-stars, sums of their
-squares), so the same numbers come out whatever the row order or chunking, which is what lets the
-incremental update match a full recompute exactly.
+Ratings first become additive integer sums (`aggregates.Accumulator`: counts, sums of half-stars
+and of their squares, per genre), so the same numbers come out whatever the row order, chunking or
+number of parallel readers, and an incremental update matches a full recompute exactly. The
+features are then Polars expressions over those sums (and the movie catalogue).
 """
 
 from __future__ import annotations
