@@ -110,9 +110,21 @@ def _first_bad_line(path: Path, columns: dict[str, pl.DataType]) -> str:
 def _read_csv(path: Path, columns: dict[str, pl.DataType]) -> pl.DataFrame:
     check_header(path, columns)
     try:
-        return pl.read_csv(path, columns=list(columns), schema_overrides=columns, encoding="utf8")
+        frame = pl.read_csv(path, columns=list(columns), schema_overrides=columns, encoding="utf8")
     except (pl.exceptions.PolarsError, UnicodeDecodeError):
         raise DataFormatError(f"{path}: {_first_bad_line(path, columns)}") from None
+    _reject_nul(path, frame)
+    return frame
+
+
+def _reject_nul(path: Path, frame: pl.DataFrame) -> None:
+    """PostgreSQL text cannot hold NUL: fail here, naming the line, rather than deep inside COPY."""
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        rows = frame.select(pl.arg_where(pl.col(name).str.contains("\x00", literal=True))).to_series()
+        if rows.len():
+            raise DataFormatError(f"{path}: line {rows[0] + 2}: column {name} holds a NUL byte")
 
 
 def parse_movies(raw: pl.DataFrame) -> pl.DataFrame:
