@@ -111,11 +111,13 @@ def bench_one_day(url: str, landing: Path, n_days: int, per_day: int, n_history:
     _setup_synthetic(url, n_history, rng)
     days = [FIRST_DAY + timedelta(days=i) for i in range(2 * n_days)]
     frames = _write_days(landing, days, per_day, rng)
-    compute, ceiling, rows = [], [], []
+    compute, ceiling, rows, reads, writes = [], [], [], [], []
     for d in days[:n_days]:
         seconds, report = _timed(lambda d=d: load_days(url, [d], landing))
         compute.append(seconds)
         rows.append(report.rows_loaded)
+        reads.append(report.read_seconds)  # connect, movie ids, parse + validate
+        writes.append(report.write_seconds)  # lock, delete, COPY, quarantine, commit
         ceiling.append(_bare_copy(url, frames[d]))
     from movierec_assets.ingest.daily_asset import build_daily_partitioned_ratings
 
@@ -132,6 +134,7 @@ def bench_one_day(url: str, landing: Path, n_days: int, per_day: int, n_history:
     return {
         "history_rows": n_history, "days": n_days, "rows_per_day_median": med(rows),
         "load_days_seconds_median": med(compute), "load_days_seconds_max": max(compute),
+        "connect_read_validate_seconds_median": med(reads), "write_commit_seconds_median": med(writes),
         "asset_load_seconds_median": med(step), "materialize_run_seconds_median": med(whole),
         "ceiling_bare_copy_seconds_median": med(ceiling),
         "ratio_ceiling_to_load": med(ceiling) / med(compute),
@@ -185,6 +188,8 @@ def _print(one: dict[str, Any], back: dict[str, Any]) -> None:
     print(f"\nOne day (~{one['rows_per_day_median']:,.0f} ratings) on {one['history_rows']:,} history rows, "
           f"median of {one['days']} days")
     print(f"  {'load_days (asset compute)':<40} {one['load_days_seconds_median']:8.3f} s  (max {one['load_days_seconds_max']:.3f})")
+    print(f"    {'connect, movie ids, parse, validate':<38} {one['connect_read_validate_seconds_median']:8.3f} s")
+    print(f"    {'lock, delete, COPY, commit':<38} {one['write_commit_seconds_median']:8.3f} s")
     print(f"  {'asset load_seconds in a Dagster run':<40} {one['asset_load_seconds_median']:8.3f} s")
     print(f"  {'whole dg.materialize run':<40} {one['materialize_run_seconds_median']:8.3f} s")
     print(f"  {'ceiling: bare COPY, UNLOGGED, no index':<40} {one['ceiling_bare_copy_seconds_median']:8.3f} s"

@@ -12,7 +12,7 @@ import pytest
 
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
-from movierec_assets.ingest.days import load_days
+from movierec_assets.ingest.days import DayLoadError, load_days
 from movierec_assets.ingest.replay import replay
 from movierec_assets.movielens.source import read_movies, scan_ratings
 from movierec_assets.movielens.split import compute_split
@@ -199,3 +199,19 @@ def test_overlapping_loads_race_without_loss(tiny: str, landing: Path) -> None:
         reports = list(pool.map(lambda batch: load_days(tiny, batch, landing), jobs))
     assert [r.rows_loaded for r in reports] == [sum(6000 + days.index(d) for d in set(b)) for b in jobs]
     assert day_counts(tiny, days) == {d: 6000 + i for i, d in enumerate(days)}
+
+
+def test_parquet_day_files_get_the_same_validation(tiny: str, landing: Path) -> None:
+    day = date(1991, 3, 20)
+    good = [(1, 990001, 4.0, ts(day)), (2, 990002, 0.5, ts(day, 7200))]
+    bad = [(3, 990003, 4.25, ts(day)), (4, 990001, 3.0, ts(day + timedelta(days=1)))]
+    frame = pl.DataFrame(good + bad, schema=["userId", "movieId", "rating", "timestamp"], orient="row")
+    frame.write_parquet(landing / "1991-03-20.parquet")
+    report = load_days(tiny, [day], landing)
+    assert (report.rows_loaded, report.rows_rejected) == (2, 2)
+    reasons = [r[1] for r in rejects(tiny, day)]
+    assert "not a half step" in reasons[0] and "outside file day 1991-03-20" in reasons[1]
+    pl.DataFrame({"user": [1]}).write_parquet(landing / "1991-03-20.parquet")
+    with pytest.raises(DayLoadError, match="1991-03-20.parquet.*missing column"):
+        load_days(tiny, [day], landing)
+    assert day_counts(tiny, [day]) == {day: 2}
