@@ -121,8 +121,11 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     return board.rows(dataset=ds.name, protocol="B")
 
 
-def _eval_days(future: pl.DataFrame, max_days: int) -> list[date]:
-    days = future.select(pl.col("rated_at").dt.date().unique().sort()).to_series().to_list()
+def _eval_days(future: pl.DataFrame, first_day: pl.DataFrame, max_days: int) -> list[date]:
+    """Days where at least one user with an earlier rating rates (the days Protocol A is about),
+    evenly spread when there are more than `max_days`."""
+    known = future.with_columns(day=pl.col("rated_at").dt.date()).join(first_day, on="user_id")
+    days = known.filter(pl.col("first") < pl.col("day")).select(pl.col("day").unique().sort()).to_series().to_list()
     if len(days) <= max_days:
         return days
     pick = np.unique(np.linspace(0, len(days) - 1, max_days).round().astype(int))
@@ -147,7 +150,7 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
     warm[hu] = True
     first_day = ds.ratings.group_by("user_id").agg(pl.col("rated_at").min().dt.date().alias("first"))
     board = Scoreboard()
-    for day in _eval_days(future, cfg.max_days):
+    for day in _eval_days(future, first_day, cfg.max_days):
         start = datetime.combine(day, datetime.min.time(), UTC)
         events_df = future.filter(pl.col("rated_at").dt.date() == day)
         known = events_df.join(first_day.filter(pl.col("first") < day), on="user_id", how="semi")
@@ -202,8 +205,8 @@ def evaluate_dataset(ds: Dataset, cfg: EvalConfig = EvalConfig(), protocols: str
 def variants(base: TrainConfig) -> dict[str, TrainConfig]:
     """The comparison behind the defaults: ID embeddings and the retrieval loss, on and off."""
     return {
-        "features only": replace(base, id_buckets=0, retrieval_weight=0.0),
+        "features only (MSE)": replace(base, id_buckets=0, retrieval_weight=0.0),
         "+ id embeddings": replace(base, id_buckets=20_000, retrieval_weight=0.0),
-        "+ retrieval loss": replace(base, id_buckets=0, retrieval_weight=0.1),
+        "+ retrieval loss (default)": replace(base, id_buckets=0, retrieval_weight=0.1),
         "+ both": replace(base, id_buckets=20_000, retrieval_weight=0.1),
     }
