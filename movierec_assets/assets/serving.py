@@ -27,6 +27,12 @@ RECOMMENDATIONS_SCHEMA = dg.TableSchema(columns=[
 ])
 
 
+class ServingRunConfig(dg.Config):
+    """`force`: recompute even when the stored result already belongs to the current model."""
+
+    force: bool = False
+
+
 def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # type: ignore[no-untyped-def]
     done = [0]
 
@@ -51,10 +57,12 @@ def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # ty
         "next to the model. Skips when the champion already has embeddings."
     ),
 )
-def movie_embeddings(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+def movie_embeddings(
+    context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
     from movierec_assets.serving.batch import embed_champion
 
-    run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"))
+    run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
     meta: dict = {
         "model_version": run.version or None,
         "dagster/table_name": "ml.movie_embeddings",
@@ -88,10 +96,12 @@ def movie_embeddings(context: AssetExecutionContext, postgres: PostgresResource)
         "to a new table and swapped in for ml.user_recommendations in one transaction."
     ),
 )
-def user_recommendations(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+def user_recommendations(
+    context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
     from movierec_assets.serving.batch import recommend_all
 
-    run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"))
+    run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)
     meta: dict = {
         "model_version": run.version or None,
         "dagster/table_name": "ml.user_recommendations",

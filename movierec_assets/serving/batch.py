@@ -118,7 +118,7 @@ def top_n_table(version: str, user_ids: np.ndarray, store: EmbeddingStore, queri
             progress(len(rows))
     user_col = _cat(users, np.int32)
     return pa.table({
-        "model_version": pa.array([version] * len(user_col), pa.string()),
+        "model_version": pa.repeat(pa.scalar(version, pa.string()), len(user_col)),
         "user_id": pa.array(user_col, pa.int32()),
         "rank": pa.array(_cat(ranks, np.int16), pa.int16()),
         "movie_id": pa.array(_cat(movies, np.int32), pa.int32()),

@@ -96,7 +96,7 @@ def _arrow_rows(store: EmbeddingStore) -> pa.Table:
     m, d = store.matrix.shape
     offsets = pa.array(np.arange(0, m * d + 1, d, dtype=np.int32))
     return pa.table({
-        "model_version": pa.array([store.version] * m, pa.string()),
+        "model_version": pa.repeat(pa.scalar(store.version, pa.string()), m),
         "movie_id": pa.array(store.movie_ids, pa.int32()),
         "embedding": pa.ListArray.from_arrays(offsets, pa.array(store.matrix.reshape(-1), pa.float32())),
     })
