@@ -43,15 +43,15 @@ RETRY_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure", "55P03
 _NS_MONTH = 1297219585
 _NS_DAY = 1297219586
 _LOCK_SQL = (
-    "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(1297219585, k) "
-    "ELSE pg_advisory_xact_lock_shared(1297219585, k) END) FROM unnest($1::int[], $2::bool[]) AS t(k, x)"
+    "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock($3::int, k) "
+    "ELSE pg_advisory_xact_lock_shared($3::int, k) END) FROM unnest($1::int[], $2::bool[]) AS t(k, x)"
 )
 _DELETE_SQL = {
     "ratings": "DELETE FROM movielens.ratings AS r USING unnest($1::date[]) AS d(day) WHERE r.partition_day = d.day",
     "rejected_ratings": "DELETE FROM movielens.rejected_ratings AS r USING unnest($1::date[]) AS d(day) "
     "WHERE r.partition_day = d.day",
 }
-_DAY_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(1297219586, k)) FROM unnest($1::int[]) AS t(k)"
+_DAY_LOCK_SQL = "SELECT count(pg_advisory_xact_lock($2::int, k)) FROM unnest($1::int[]) AS t(k)"
 
 
 class DayLoadError(RuntimeError):
@@ -182,9 +182,9 @@ def _lock(conn: object, days: Sequence[date]) -> None:
     months, day_keys = lock_plan(days)
     keys = _pg_array([k for k, _ in months])
     excl = _pg_array(["t" if x else "f" for _, x in months])
-    bulk.execute(conn, _LOCK_SQL, [keys, excl])
+    bulk.execute(conn, _LOCK_SQL, [keys, excl, _NS_MONTH])
     if day_keys:
-        bulk.execute(conn, _DAY_LOCK_SQL, [_pg_array(day_keys)])
+        bulk.execute(conn, _DAY_LOCK_SQL, [_pg_array(day_keys), _NS_DAY])
 
 
 # -- writing ---------------------------------------------------------------------------------------

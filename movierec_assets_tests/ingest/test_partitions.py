@@ -215,3 +215,32 @@ def test_parquet_day_files_get_the_same_validation(tiny: str, landing: Path) -> 
     with pytest.raises(DayLoadError, match="1991-03-20.parquet.*missing column"):
         load_days(tiny, [day], landing)
     assert day_counts(tiny, [day]) == {day: 2}
+
+
+def test_lock_plan_orders_months_then_days() -> None:
+    from movierec_assets.ingest.days import lock_plan
+
+    february = [date(1991, 2, 1) + timedelta(days=i) for i in range(28)]
+    months, day_keys = lock_plan([date(1991, 3, 2), *february, date(1991, 1, 31)])
+    assert months == [(1991 * 12 + 0, False), (1991 * 12 + 1, True), (1991 * 12 + 2, False)]
+    assert day_keys == [date(1991, 1, 31).toordinal(), date(1991, 3, 2).toordinal()]
+
+
+def test_a_day_being_loaded_blocks_only_that_day(tiny: str, landing: Path) -> None:
+    """Hold day A's lock as a concurrent load would: a load of A waits, a load of B does not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from movierec_assets.ingest.days import _NS_DAY, _NS_MONTH
+
+    a, b = date(1991, 3, 25), date(1991, 3, 26)
+    write_day(landing, a, day_lines(a, 10))
+    write_day(landing, b, day_lines(b, 20))
+    with connect(tiny) as holder, ThreadPoolExecutor(2) as pool:
+        holder.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", (_NS_MONTH, a.year * 12 + a.month - 1))
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS_DAY, a.toordinal()))
+        waiting = pool.submit(load_days, tiny, [a], landing)
+        assert pool.submit(load_days, tiny, [b], landing).result(timeout=30).rows_loaded == 20
+        assert not waiting.done() and day_counts(tiny, [a]) == {}
+        holder.commit()  # the other transaction ends: the waiting load goes on
+        assert waiting.result(timeout=30).rows_loaded == 10
+    assert day_counts(tiny, [a, b]) == {a: 10, b: 20}
