@@ -224,12 +224,15 @@ def stream_chunks(
             keep = (u >= 0) & (m >= 0)
             pending.append((u[keep], m[keep], batch.column("rating").to_numpy().astype(np.float32)[keep]))
             size += int(keep.sum())
-            if size >= chunk_rows:
-                u_all, m_all, r_all = (np.concatenate(c) for c in zip(*pending, strict=True))
+            if size < chunk_rows:
+                continue
+            u_all, m_all, r_all = (np.concatenate(c) for c in zip(*pending, strict=True))
+            while size >= chunk_rows:  # a record batch may hold several chunks
                 perm = rng.permutation(chunk_rows)
                 yield u_all[:chunk_rows][perm], m_all[:chunk_rows][perm], r_all[:chunk_rows][perm]
-                pending = [(u_all[chunk_rows:], m_all[chunk_rows:], r_all[chunk_rows:])]
+                u_all, m_all, r_all = u_all[chunk_rows:], m_all[chunk_rows:], r_all[chunk_rows:]
                 size -= chunk_rows
+            pending = [(u_all, m_all, r_all)]
     if size:
         u_all, m_all, r_all = (np.concatenate(c) for c in zip(*pending, strict=True))
         perm = rng.permutation(size)

@@ -116,7 +116,6 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, logger: Any, steps: int) -> list
     return [
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
         _StateWriter(run_dir),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)),
         EpochLogger(logger, cfg.epochs, steps, cfg.batch_size),
