@@ -112,9 +112,8 @@ def _parse_parquet(f: DayFile) -> ParsedRatings:
         return parse_ratings_file(Path(tmp.name), source_name=f.path.name)
 
 
-def read_day(f: DayFile, known_movie_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(good rows with partition_day, rejected rows) of one day file; IngestError if unreadable."""
-    parsed = _parse_file(f)
+def validate_day(f: DayFile, parsed: ParsedRatings, known_movie_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(good rows with partition_day, rejected rows) of one parsed day file."""
     if parsed.good.height == 0:  # header-only days are common; skip the per-call overheads
         return _EMPTY_GOOD, parsed.rejected
     kept, invalid = validate_ratings(parsed.good, known_movie_ids, expected_day=f.day)
@@ -124,8 +123,8 @@ def read_day(f: DayFile, known_movie_ids: pl.Series) -> tuple[pl.DataFrame, pl.D
     return good, pl.concat([parsed.rejected, invalid]).sort("line_number", nulls_last=True)
 
 
-def read_days(landing_dir: Path, days: Sequence[date], known_movie_ids: pl.Series) -> _DayBatch:
-    """Read and validate every day's file; fails (naming the file) before anything is written."""
+def day_files(landing_dir: Path, days: Sequence[date]) -> list[DayFile]:
+    """Every day's file, or one error naming the missing/unacceptable ones (first three)."""
     files: list[DayFile] = []
     problems: list[str] = []
     for day in days:
@@ -136,20 +135,35 @@ def read_days(landing_dir: Path, days: Sequence[date], known_movie_ids: pl.Serie
     if problems:
         more = f" (and {len(problems) - 3} more days)" if len(problems) > 3 else ""
         raise DayLoadError("; ".join(problems[:3]) + more)
+    return files
+
+
+def parse_days(files: Sequence[DayFile]) -> list[ParsedRatings]:
+    """Parse every file; the first unreadable one fails the load (before anything is written)."""
+    parsed = []
+    for f in files:
+        try:
+            parsed.append(_parse_file(f))
+        except IngestError as exc:
+            raise DayLoadError(f"day {f.day}: cannot load {f.path}: {exc}") from None
+    return parsed
+
+
+def read_days(conn: Any, landing_dir: Path, days: Sequence[date]) -> _DayBatch:
+    """Read, parse and validate every day's file (movie ids checked against the database)."""
+    files = day_files(landing_dir, days)
+    parsed = parse_days(files)
+    known = known_movie_ids(conn, pl.concat([p.good["movie_id"] for p in parsed]))
     goods: list[pl.DataFrame] = []
     rejects: list[tuple[DayFile, pl.DataFrame]] = []
     stats: list[DayStats] = []
-    for f in files:
-        try:
-            good, rejected = read_day(f, known_movie_ids)
-        except IngestError as exc:
-            raise DayLoadError(f"day {f.day}: cannot load {f.path}: {exc}") from None
+    for f, p in zip(files, parsed, strict=True):
+        good, rejected = validate_day(f, p, known)
         goods.append(good)
         if rejected.height:
             rejects.append((f, rejected))
         stats.append(DayStats(f.day, str(f.path), good.height, rejected.height))
-    good_all = pl.concat(goods, rechunk=True) if goods else pl.DataFrame()
-    return _DayBatch(list(days), good_all, rejects, stats)
+    return _DayBatch(list(days), pl.concat(goods, rechunk=True), rejects, stats)
 
 
 # -- locking ---------------------------------------------------------------------------------------
@@ -244,13 +258,16 @@ def _first_line(exc: BaseException) -> str:
     return redact_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def known_movie_ids(conn: Any) -> pl.Series:
-    """The movie ids of movielens.movies (a day's rows are checked against them)."""
-    ids = pl.from_arrow(bulk.fetch_arrow(conn, "SELECT movie_id FROM movielens.movies"))["movie_id"]  # type: ignore[index]
-    conn.rollback()  # end the read-only transaction; the write opens its own
-    if ids.len() == 0:
+def known_movie_ids(conn: Any, wanted: pl.Series) -> pl.Series:
+    """Which of the `wanted` movie ids movielens.movies holds (only those, not the whole table)."""
+    empty = not bulk.fetch_arrow(conn, "SELECT EXISTS (SELECT 1 FROM movielens.movies) AS x")["x"][0].as_py()
+    if empty:
+        conn.rollback()
         raise DayLoadError("movielens.movies is empty: materialize raw_movies before loading day partitions")
-    return ids
+    ids = _pg_array(wanted.unique().sort().to_list())
+    found = bulk.fetch_arrow(conn, "SELECT movie_id FROM movielens.movies WHERE movie_id = ANY($1::int[])", [ids])
+    conn.rollback()  # end the read-only transaction; the write opens its own
+    return pl.from_arrow(found)["movie_id"]  # type: ignore[index]
 
 
 def load_days(url: str, days: Sequence[date], landing_dir: Path, *, max_attempts: int = 5) -> LoadReport:
@@ -263,7 +280,7 @@ def load_days(url: str, days: Sequence[date], landing_dir: Path, *, max_attempts
     days = sorted(set(days))
     started = time.perf_counter()
     with adbc_connect(url, autocommit=False) as conn:
-        batch = read_days(Path(landing_dir), days, known_movie_ids(conn))
+        batch = read_days(conn, Path(landing_dir), days)
         read_done = time.perf_counter()
         attempts = _write_with_retry(conn, batch, max_attempts)
     done = time.perf_counter()
