@@ -9,9 +9,11 @@ import warnings
 from datetime import date
 
 import dagster as dg
+import psycopg
 from dagster import AssetExecutionContext
 
 from movierec_assets.db.connect import DatabaseUnavailable
+from movierec_assets.db.url import redact_text
 from movierec_assets.ingest.days import DayLoadError, LoadReport, load_days
 from movierec_assets.ingest.landing import landing_dir
 from movierec_assets.partitions import DayRange
@@ -103,10 +105,10 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.A
             report = load_days(postgres.url(), run_days, source)
         except DayLoadError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except DatabaseUnavailable as exc:  # transient: the retry policy tries again
-            raise dg.Failure(description=str(exc), allow_retries=True) from None
+        except (DatabaseUnavailable, psycopg.OperationalError) as exc:  # transient: the retry policy tries again
+            raise dg.Failure(description=redact_text(str(exc)), allow_retries=True) from None
         except Exception as exc:  # a bug is not transient: fail at once, keeping the cause
-            raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+            raise dg.Failure(description=redact_text(f"{type(exc).__name__}: {exc}"), allow_retries=False) from exc
         context.log.info(
             f"loaded {report.rows_loaded} rows, rejected {report.rows_rejected}, in {report.seconds:.2f}s"
         )

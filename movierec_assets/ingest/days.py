@@ -240,11 +240,16 @@ def _write_with_retry(conn: Any, batch: _DayBatch, max_attempts: int) -> int:
                 log.warning("day load: %s (attempt %d), retrying", RETRY_SQLSTATES[state], attempt)
                 time.sleep(0.1 * 2**attempt)
                 continue
-            if state is None or state.startswith("08") or state.startswith("57P"):
-                raise DatabaseUnavailable(f"lost the database during the day load: {_first_line(exc)}") from None
-            raise DayLoadError(f"writing days {batch.days[0]}..{batch.days[-1]} failed "
-                               f"(SQLSTATE {state}): {_first_line(exc)}") from None
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _database_error(exc: Exception, days: Sequence[date]) -> Exception:
+    """A driver error as a clear one: lost connection -> DatabaseUnavailable (retried), else DayLoadError."""
+    state = _sqlstate(exc)
+    if state is None or state.startswith("08") or state.startswith("57P"):
+        return DatabaseUnavailable(f"lost the database while loading days {days[0]}..{days[-1]}: {_first_line(exc)}")
+    return DayLoadError(f"loading days {days[0]}..{days[-1]} failed (SQLSTATE {state}): {_first_line(exc)}")
 
 
 def _rollback_quietly(conn: Any) -> None:
@@ -278,11 +283,16 @@ def load_days(url: str, days: Sequence[date], landing_dir: Path, *, max_attempts
     if not days:
         raise DayLoadError("no days to load")
     days = sorted(set(days))
+    import adbc_driver_manager
+
     started = time.perf_counter()
-    with adbc_connect(url, autocommit=False) as conn:
-        batch = read_days(conn, Path(landing_dir), days)
-        read_done = time.perf_counter()
-        attempts = _write_with_retry(conn, batch, max_attempts)
+    try:
+        with adbc_connect(url, autocommit=False) as conn:
+            batch = read_days(conn, Path(landing_dir), days)
+            read_done = time.perf_counter()
+            attempts = _write_with_retry(conn, batch, max_attempts)
+    except adbc_driver_manager.Error as exc:
+        raise _database_error(exc, days) from None
     done = time.perf_counter()
     return LoadReport(batch.stats, done - started, attempts, read_done - started, done - read_done,
                       _reason_counts(batch))

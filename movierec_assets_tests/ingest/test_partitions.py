@@ -244,3 +244,12 @@ def test_a_day_being_loaded_blocks_only_that_day(tiny: str, landing: Path) -> No
         holder.commit()  # the other transaction ends: the waiting load goes on
         assert waiting.result(timeout=30).rows_loaded == 10
     assert day_counts(tiny, [a, b]) == {a: 10, b: 20}
+
+
+def test_an_unreachable_server_is_a_clear_transient_error(landing: Path) -> None:
+    from movierec_assets.db.connect import DatabaseUnavailable
+
+    write_day(landing, D1, day_lines(D1, 3))
+    with pytest.raises(DatabaseUnavailable, match="cannot connect") as info:
+        load_days("postgresql://someone:s3cr3t-pw@127.0.0.1:9/nowhere", [D1], landing)
+    assert "s3cr3t-pw" not in str(info.value)
