@@ -253,3 +253,31 @@ def test_an_unreachable_server_is_a_clear_transient_error(landing: Path) -> None
     with pytest.raises(DatabaseUnavailable, match="cannot connect") as info:
         load_days("postgresql://someone:s3cr3t-pw@127.0.0.1:9/nowhere", [D1], landing)
     assert "s3cr3t-pw" not in str(info.value)
+
+
+def test_a_connection_killed_mid_load_is_a_clear_transient_error(tiny: str, landing: Path) -> None:
+    """The loader's backend is terminated while it waits inside its transaction: nothing is written,
+    the error says the database was lost (so the retry policy applies), and a rerun succeeds."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from movierec_assets.db.connect import DatabaseUnavailable
+    from movierec_assets.ingest.days import _NS_DAY
+
+    day = date(1991, 3, 28)
+    write_day(landing, day, day_lines(day, 30))
+    with connect(tiny) as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS_DAY, day.toordinal()))
+        loading = pool.submit(load_days, tiny, [day], landing)
+        waiter = None
+        for _ in range(200):
+            waiter = holder.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()
+            if waiter:
+                break
+            time.sleep(0.05)
+        assert waiter, "the load never waited for the day lock"
+        holder.execute("SELECT pg_terminate_backend(%s)", (waiter[0],))
+        with pytest.raises(DatabaseUnavailable, match="lost the database while loading days"):
+            loading.result(timeout=30)
+    assert day_counts(tiny, [day]) == {}
+    assert load_days(tiny, [day], landing).rows_loaded == 30
