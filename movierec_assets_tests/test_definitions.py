@@ -24,8 +24,8 @@ EXPECTED_GROUPS = {
 }
 ALLOWED_KINDS = {"postgres", "polars", "tensorflow"}
 OWNER = "team:movierec"
-# Generous: importing dagster alone takes ~1.5 s here; TensorFlow would add ~3 s more.
-IMPORT_SECONDS_LIMIT = 8.0
+# ~1 CPU s measured here (dagster and the definitions); importing TensorFlow alone costs ~3 CPU s.
+IMPORT_CPU_SECONDS_LIMIT = 3.0
 
 
 def _specs() -> dict[str, dg.AssetSpec]:
@@ -74,11 +74,13 @@ def test_jobs_schedules_and_sensors_have_descriptions() -> None:
 
 _IMPORT_PROBE = """
 import json, sys, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import movierec_assets
-seconds = time.perf_counter() - t0
+defs = movierec_assets.defs  # built lazily on first access: load the whole code location
+assets = len(list(defs.assets or []))
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
-print(json.dumps({"seconds": seconds, "heavy": heavy, "assets": len(list(movierec_assets.defs.assets or []))}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "heavy": heavy, "assets": assets}))
 """
 
 
@@ -88,5 +90,8 @@ def test_import_is_fast_and_does_not_load_tensorflow() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     probe = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert probe["heavy"] == [], f"importing movierec_assets loaded {probe['heavy']}: import them inside asset bodies"
-    assert probe["seconds"] < IMPORT_SECONDS_LIMIT, f"import took {probe['seconds']:.1f} s"
+    assert probe["assets"] > 0, probe
+    assert probe["heavy"] == [], f"loading movierec_assets.defs imported {probe['heavy']}: import them inside asset bodies"
+    # CPU time, not wall time: the verdict must not depend on what else the machine is running.
+    assert probe["cpu"] < IMPORT_CPU_SECONDS_LIMIT, (
+        f"loading the definitions took {probe['cpu']:.1f} CPU s ({probe['seconds']:.1f} s wall)")

@@ -21,12 +21,14 @@ GROUPS = ("ingest", "features", "ml", "serving")
 # What "Materialize" is clicked on: the most downstream asset that exists, so the click does not
 # set off a cascade of automation runs while the other screens are checked.
 UI_MATERIALIZE_PREFERENCE = ("user_recommendations", "movie_embeddings", "scaling_stats", "raw_movies")
-RUN_SECONDS = 120
+RUN_SECONDS = 240
+UI_TIMEOUT_MS = 45_000
 
 
 def expect() -> Any:
     from playwright.sync_api import expect as _expect
 
+    _expect.set_options(timeout=UI_TIMEOUT_MS)  # the React app can be slow on a busy 2-core machine
     return _expect
 
 
@@ -77,6 +79,8 @@ def assert_visible(locator: Any, what: str, timeout: float = 30_000) -> None:
 
 def test_asset_graph_shows_assets_groups_and_lineage(page: Any, dev_stack: DevStack) -> None:
     assert dev_stack.assets, "the code location defines no assets"
+    # Wide enough that the whole graph fits at a zoom where the nodes show their full names.
+    page.set_viewport_size({"width": 2400, "height": 820})
     page.goto("/asset-groups")
     expect()(page.get_by_text("Global asset lineage")).to_be_visible()
     groups = sorted({n["groupName"] for n in dev_stack.assets.values()})
@@ -84,13 +88,16 @@ def test_asset_graph_shows_assets_groups_and_lineage(page: Any, dev_stack: DevSt
     # Collapsed, the graph shows one box per group, with the lineage between groups.
     for group in groups:
         expect()(page.get_by_text(group, exact=True).first).to_be_visible()
+    page.get_by_role("button", name="Hide navigation").click()
+    page.locator("button").filter(has=page.locator('[aria-label="panel_show_right"]')).last.click()  # sidebar
     page.locator('[aria-label="settings"]').last.click()
     page.get_by_role("menuitem", name="Expand all groups").click()
     page.keyboard.press("Escape")
     for name in dev_stack.assets:
-        expect()(page.get_by_text(name, exact=True).first).to_be_visible()
-    time.sleep(1)  # let the layout settle before the screenshot the README opens with
+        assert_visible(page.get_by_text(name, exact=True).first, f"asset {name} in the expanded graph")
+    time.sleep(1.5)  # let the layout settle before the screenshot the README opens with
     shot(page, "asset-graph.png")
+    page.set_viewport_size({"width": 1600, "height": 1000})
 
     # Lineage as the asset pages list it, against the definitions the server loaded.
     for name, node in sorted(dev_stack.assets.items()):
@@ -196,12 +203,23 @@ CHECKS = """assetChecksOrError { __typename ... on AssetChecks { checks { name b
     executionForLatestMaterialization { status } } } }"""
 
 
+def settled_checks(stack: DevStack, name: str, seconds: float = RUN_SECONDS) -> list[dict[str, Any]]:
+    """The asset's checks once none is still running (an automation run may be evaluating one)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        checks = asset_node(stack, name, CHECKS)["assetChecksOrError"]["checks"]
+        running = [c for c in checks if (c["executionForLatestMaterialization"] or {}).get("status") == "IN_PROGRESS"]
+        if not running or time.monotonic() > deadline:
+            return checks
+        time.sleep(2)
+
+
 def test_asset_checks_and_results_are_visible(page: Any, dev_stack: DevStack) -> None:
     checked = sorted(n for n, node in dev_stack.assets.items() if node["hasAssetChecks"])
     if not checked:
         pytest.skip("waiting on asset checks: no asset defines one yet (trained_model's blocking check)")
     for name in checked:
-        checks = asset_node(dev_stack, name, CHECKS)["assetChecksOrError"]["checks"]
+        checks = settled_checks(dev_stack, name)
         open_asset(page, name, "checks")
         for check in checks:
             execution = check["executionForLatestMaterialization"]
@@ -275,3 +293,31 @@ def test_materialize_from_the_ui_succeeds(page: Any, dev_stack: DevStack) -> Non
     shot(page, "ui-materialize-run.png")
     open_asset(page, target)
     expect()(page.get_by_text("Latest materialization").first).to_be_visible()
+
+
+# -- a replayed day flows through the live daemon ------------------------------------------------------
+
+
+def test_replayed_day_flows_through_the_landing_sensor(page: Any, dev_stack: DevStack) -> None:
+    """`movierec replay --days 1` drops the next day file; the daemon's landing_zone_sensor loads it."""
+    require(dev_stack, "daily_partitioned_ratings")
+    before = partition_days(dev_stack)
+    done_before = len(before.get("MATERIALIZED", [])) + len(before.get("FAILED", []))
+    replay = dev_stack.run_cli("replay", "--days", "1", timeout=60)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    day = re.search(r"\d{4}-\d{2}-\d{2}", replay.stdout)
+    assert day, f"replay wrote no day: {replay.stdout}"
+    after = wait_for_days(dev_stack, done_before + 1)
+    assert day.group(0) in after.get("MATERIALIZED", []), (
+        f"{day.group(0)} was not loaded by the sensor: {after.get('FAILED', [])} failed\n{dev_stack.log_tail(30)}")
+    open_asset(page, "daily_partitioned_ratings", "partitions")
+    page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()
+    page.get_by_text(day.group(0), exact=True).first.click()
+    expect()(page.get_by_text("rows_loaded", exact=True).first).to_be_visible()
+    shot(page, "replayed-day.png")
+    # Its run, as the run page tells it: launched by the sensor, for that partition, successful.
+    page.get_by_text("Run", exact=True).locator("xpath=..").get_by_role("link").first.click()
+    assert_visible(page.get_by_text("Launched by").first, "the run's launcher")
+    assert_visible(page.get_by_text("landing_zone_sensor").first, f"the run of {day.group(0)} launched by its sensor")
+    assert_visible(page.get_by_text(f"partition: {day.group(0)}").first, "the run's partition")
+    assert_visible(page.get_by_text("Success", exact=True).first, "the run's success")
