@@ -2,6 +2,7 @@
 
     python child.py days DAY[,DAY...] LANDING_DIR [--wait]
     python child.py history RATINGS_CSV
+    python child.py train EPOCHS
 
 With --wait it reads one line from stdin after `go` (a start gun for concurrency tests).
 
@@ -49,10 +50,28 @@ def main(argv: list[str]) -> int:
         kept, invalid = validate_ratings(parsed.good, None)
         rejected = parsed.rejected.vstack(invalid)
         replace_history(url, kept, rejected, Path(argv[1]).name)
+    elif kind == "train":
+        _train(url, int(argv[1]))
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print("done", flush=True)
     return 0
+
+
+def _train(url: str, epochs: int) -> None:
+    """trained_model's work (training_job.run): train with checkpoints, save, register a candidate."""
+    import logging
+
+    from movierec_assets.ml.train import TrainConfig
+    from movierec_assets.ml.training_job import JobConfig, run
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    cfg = TrainConfig(epochs=epochs, batch_size=512, user_layers=(64,), movie_layers=(64,), embedding=16,
+                      id_buckets=1000, patience=epochs, seed=7)
+    _go()
+    job = run(url, JobConfig(cfg, rank_users_cap=100), logging.getLogger("train"))
+    print(f"initial_epoch={job.train.initial_epoch} epochs_run={job.train.epochs_run} "
+          f"version={job.version.version} status={job.version.status}", flush=True)
 
 
 def _go() -> None:

@@ -117,13 +117,15 @@ def spawn_child(args: list[str], url: str) -> subprocess.Popen[str]:
 
 
 def wait_go(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
-    """Wait for the child's `go` line (it has imported everything)."""
+    """Wait for the child's `go` line (it has imported everything); earlier lines are warnings."""
     assert proc.stdout is not None
-    first = proc.stdout.readline()
-    if first.strip() != "go":
-        out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"child did not start: {first}{out}")
-    return proc
+    seen = []
+    for line in proc.stdout:
+        if line.strip() == "go":
+            return proc
+        seen.append(line)
+    proc.wait(60)
+    raise AssertionError("child did not start: " + "".join(seen)[-3000:])
 
 
 def start_child(args: list[str], url: str) -> subprocess.Popen[str]:
