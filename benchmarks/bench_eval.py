@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--ml-small", type=Path, default=Path("/work/shared/movielens/ml-latest-small"))
     ap.add_argument("--max-days", type=int, default=120)
     ap.add_argument("--skip-variants", action="store_true")
+    ap.add_argument("--reuse-variants", action="store_true", help="keep the variant table of the last eval.json")
     args = ap.parse_args()
     started = time.perf_counter()
     frames, variant_frames = [], []
@@ -68,7 +69,7 @@ def main() -> None:
             main_table = evaluate_dataset(ds, cfg, "AB")
             frames.append(main_table)
             print(f"{name}: both protocols in {time.perf_counter() - t0:.0f} s", flush=True)
-            if args.skip_variants:
+            if args.skip_variants or args.reuse_variants:
                 continue
             for label, tc in variants(EVAL_TRAIN).items():
                 if label == DEFAULT_VARIANT:
@@ -78,6 +79,8 @@ def main() -> None:
                 variant_frames.append(b.filter(pl.col("method") == "two_tower").with_columns(variant=pl.lit(label)))
                 print(f"  variant {label}: done", flush=True)
     table = pl.concat(frames)
+    if args.reuse_variants and RESULTS.exists():
+        variant_frames = [pl.DataFrame(json.loads(RESULTS.read_text())["variants"])]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"table": table.to_dicts(),
                                    "variants": pl.concat(variant_frames).to_dicts() if variant_frames else [],
@@ -90,7 +93,7 @@ def render(table: pl.DataFrame, variant_table: pl.DataFrame | None, max_days: in
     cols = ["dataset", "protocol", "group", "method", "rmse", "recall_at_10", "ndcg_at_10", "n_events", "n_ranked_users"]
     order = {"warm": 0, "new": 1, "cold": 2, "all": 3}
     table = table.sort("dataset", "protocol", pl.col("group").replace_strict(order, default=9), "method")
-    parts = [HEADER.format(max_days=max_days), markdown(table, cols)]
+    parts = [HEADER.format(max_days=max_days), markdown(table, cols), TARGETS_HEADER, targets(table)]
     if variant_table is not None:
         parts += [VARIANTS_HEADER, markdown(variant_table.sort("dataset", "variant"),
                                             ["dataset", "variant", "rmse", "recall_at_10", "ndcg_at_10", "n_events"])]
@@ -118,6 +121,31 @@ one relevant item: a held-out rating >= 4 on a movie the user had not rated befo
   (count of ratings >= 4); matrix factorisation (biases + rank-16 weighted-lambda ALS).
 
 ## Results (default model)"""
+
+def targets(table: pl.DataFrame) -> str:
+    """The issue's quality targets, checked against the table above (no hand-written verdicts)."""
+
+    def cell(ds: str, proto: str, group: str, method: str, col: str) -> float:
+        row = table.filter((pl.col("dataset") == ds) & (pl.col("protocol") == proto) & (pl.col("group") == group)
+                           & (pl.col("method") == method))
+        return float(row[col][0]) if row.height else float("nan")
+
+    lines = ["| dataset | protocol / group | target | two-tower | baseline | met |", "|---|---|---|---|---|---|"]
+    for ds in table["dataset"].unique(maintain_order=True).to_list():
+        for proto, groups in (("A", ["warm", "new"]), ("B", ["all"])):
+            for g in groups:
+                checks = [("RMSE < bias", "rmse", "bias", -1), ("Recall@10 > popularity", "recall_at_10", "popularity", 1),
+                          ("NDCG@10 > popularity", "ndcg_at_10", "popularity", 1)]
+                if proto == "A" and g == "new":
+                    checks.append(("RMSE < matrix factorisation", "rmse", "matrix_factorization", -1))
+                for label, col, base, sign in checks:
+                    ours, theirs = cell(ds, proto, g, "two_tower", col), cell(ds, proto, g, base, col)
+                    met = "yes" if sign * (ours - theirs) > 0 else "**no**"
+                    lines.append(f"| {ds} | {proto} / {g} | {label} | {fmt(ours)} | {fmt(theirs)} | {met} |")
+    return "\n".join(lines)
+
+
+TARGETS_HEADER = "## Quality targets (computed from the table above)"
 
 VARIANTS_HEADER = """## The comparison that chose the defaults (Protocol B, two-tower only)
 
