@@ -7,7 +7,7 @@ and users with no prior rating at all (`cold`, served by the cold-start fallback
 Protocol B (per-user chronological holdout): the last 20% of each user's ratings, for users with at
 least 10 ratings; features and every fit use only the remaining ratings.
 
-Run `python -m movierec_assets.ml.evaluate --help` (or `python -m benchmarks.bench_eval`).
+Regenerate the README table with `python -m benchmarks.bench_eval` (writes docs/model_evaluation.md).
 """
 
 from __future__ import annotations
