@@ -161,10 +161,11 @@ def measure_bare_read(url: str) -> dict[str, float]:
             cur.execute(f"SELECT {RATING_COLUMNS} FROM movielens.ratings WHERE {where}")  # noqa: S608 -- ints
             return sum(b.num_rows for b in cur.fetch_record_batch())
 
-    started = time.perf_counter()
+    cpu0, started = _cpu_seconds(), time.perf_counter()
     with ThreadPoolExecutor(READ_STREAMS) as pool:
         rows = sum(pool.map(stream, range(READ_STREAMS)))
-    return {"read": time.perf_counter() - started, "rows": rows, "peak_rss_gb": _peak_rss_gb()}
+    return {"read": time.perf_counter() - started, "rows": rows, "peak_rss_gb": _peak_rss_gb(),
+            "client_cpu_seconds": _cpu_seconds() - cpu0}
 
 
 def measure_memory_compute(url: str) -> dict[str, float]:
@@ -182,13 +183,13 @@ def measure_memory_compute(url: str) -> dict[str, float]:
     ratings = bulk.read_polars(url, f"SELECT {RATING_COLUMNS} FROM movielens.ratings")  # noqa: S608
     attributes = movie_attributes(read_movies(url).lazy()).collect()
     tags = read_tag_counts(url, None)
-    started = time.perf_counter()
+    cpu0, started = _cpu_seconds(), time.perf_counter()
     acc = new_accumulator(attributes)
     acc.add(ratings)
     now = reference_us(acc, None)
     user_features_from_sums(acc.user_sums(), now)
     movie_features_from_sums(attributes, acc.movie_sums(now), tags)
-    return {"compute": time.perf_counter() - started, "rows": ratings.height}
+    return {"compute": time.perf_counter() - started, "rows": ratings.height, "client_cpu_seconds": _cpu_seconds() - cpu0}
 
 
 MEASURES = {"pipeline": measure_pipeline, "bare_read": measure_bare_read, "memory_compute": measure_memory_compute}

@@ -28,7 +28,7 @@ class MovieLookup:
     """Per-movie-id attributes as dense arrays: doubled (median-filled) year and genre slots."""
 
     year2: np.ndarray  # int64, index movie_id; the median year for ids not in the catalogue
-    slots: np.ndarray  # int8 (K, max_id+1): k-th genre index of each movie, _TRASH when none
+    slots: np.ndarray  # int64 (K, max_id+1): k-th genre index of each movie, _TRASH when none
     default_year2: int
 
     @classmethod
@@ -40,7 +40,7 @@ class MovieLookup:
         default = int(np.median(year2)) if ids.size else 0
         flags = attributes.select(genre_columns).to_numpy().astype(bool) if ids.size else np.zeros((0, N_GENRES), bool)
         k = max(int(flags.sum(axis=1).max()) if ids.size else 1, 1)
-        slots = np.full((k, size), _TRASH, dtype=np.int8)
+        slots = np.full((k, size), _TRASH, dtype=np.int64)  # int64: no cast per rating
         rows, cols = np.nonzero(flags)
         rank = np.arange(rows.size) - np.searchsorted(rows, rows)  # position of each genre within its movie
         slots[rank, ids[rows]] = cols
@@ -111,7 +111,7 @@ class Accumulator:
         ts = frame["rated_at"].dt.cast_time_unit("us").to_physical().to_numpy()
         uid = frame["user_id"].to_numpy().astype(np.int64, copy=False)
         mid = frame["movie_id"].to_numpy().astype(np.int64, copy=False)
-        r2 = np.rint(frame["rating"].to_numpy().astype(np.float64) * 2).astype(np.int64)
+        r2 = np.rint(frame["rating"].to_numpy() * 2).astype(np.int64)
         if self.as_of_us is not None:
             keep = ts <= self.as_of_us
             uid, mid, r2, ts = uid[keep], mid[keep], r2[keep], ts[keep]
@@ -119,17 +119,21 @@ class Accumulator:
             return
         _check_ids(uid, "user_id")
         _check_ids(mid, "movie_id")
-        self._add_users(uid, mid, r2, ts)
-        self._add_movies(mid, r2)
+        weights = ((r2 << 24) + 1).astype(np.float64)  # packed count + half-star sum; exact below 2**53
+        squares = (r2 * r2).astype(np.float64)
+        self._add_users(uid, mid, ts, weights, squares)
+        self._add_movies(mid, weights, squares)
         self.latest_us = max(self.latest_us, int(ts.max()))
         self._keep_recent(mid, ts)
 
-    def _add_users(self, uid: np.ndarray, mid: np.ndarray, r2: np.ndarray, ts: np.ndarray) -> None:
+    def _add_users(
+        self, uid: np.ndarray, mid: np.ndarray, ts: np.ndarray, weights: np.ndarray, squares: np.ndarray
+    ) -> None:
         size = int(uid.max()) + 1
-        packed = np.bincount(uid, weights=(r2 << 24) + 1, minlength=size).astype(np.int64)
+        packed = np.bincount(uid, weights=weights, minlength=size).astype(np.int64)
         self.u_n = _add(self.u_n, packed & _LOW24)
         self.u_s2 = _add(self.u_s2, packed >> 24)
-        self.u_ss2 = _add(self.u_ss2, np.bincount(uid, weights=r2 * r2, minlength=size).astype(np.int64))
+        self.u_ss2 = _add(self.u_ss2, np.bincount(uid, weights=squares, minlength=size).astype(np.int64))
         self.u_year2 = _add(self.u_year2, np.bincount(uid, weights=self.lookup.years(mid), minlength=size).astype(np.int64))
         last = np.full(size, _NO_TIME, dtype=np.int64)
         np.maximum.at(last, uid, ts)
@@ -137,25 +141,25 @@ class Accumulator:
         # Genres: one bincount per genre slot over keys user*21+genre, packed count+sum weights;
         # the float sums stay exact integers (< 2**53), unpacked once per chunk.
         per_genre = np.zeros(size * (N_GENRES + 1), np.float64)
-        weights = (r2 << 24) + 1
+        base = uid * (N_GENRES + 1)
         for k in range(self.lookup.slots.shape[0]):
             genre = self.lookup.slot(k, mid)
             used = genre != _TRASH
             if used.mean() < 0.5:  # sparse slot: compress first
-                key, w = uid[used] * (N_GENRES + 1) + genre[used], weights[used]
+                key, w = base[used] + genre[used], weights[used]
             else:
-                key, w = uid * (N_GENRES + 1) + genre, weights
+                key, w = base + genre, weights
             per_genre += np.bincount(key, weights=w, minlength=per_genre.size)
         packed_genre = per_genre.astype(np.int64)
         self.u_gn = _add(self.u_gn, packed_genre & _LOW24)
         self.u_gs2 = _add(self.u_gs2, packed_genre >> 24)
 
-    def _add_movies(self, mid: np.ndarray, r2: np.ndarray) -> None:
+    def _add_movies(self, mid: np.ndarray, weights: np.ndarray, squares: np.ndarray) -> None:
         size = int(mid.max()) + 1
-        packed = np.bincount(mid, weights=(r2 << 24) + 1, minlength=size).astype(np.int64)
+        packed = np.bincount(mid, weights=weights, minlength=size).astype(np.int64)
         self.m_n = _add(self.m_n, packed & _LOW24)
         self.m_s2 = _add(self.m_s2, packed >> 24)
-        self.m_ss2 = _add(self.m_ss2, np.bincount(mid, weights=r2 * r2, minlength=size).astype(np.int64))
+        self.m_ss2 = _add(self.m_ss2, np.bincount(mid, weights=squares, minlength=size).astype(np.int64))
 
     def _keep_recent(self, mid: np.ndarray, ts: np.ndarray) -> None:
         # Any row in the final window is also inside the window of the running latest, so keeping
