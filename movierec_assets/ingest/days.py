@@ -146,6 +146,8 @@ def parse_days(files: Sequence[DayFile]) -> list[ParsedRatings]:
             parsed.append(_parse_file(f))
         except IngestError as exc:
             raise DayLoadError(f"day {f.day}: cannot load {f.path}: {exc}") from None
+        if not f.unchanged():  # replaced while being read (a new delivery, or a swapped-in symlink)
+            raise DayLoadError(f"day {f.day}: {f.path} changed while it was being read; run the day again")
     return parsed
 
 

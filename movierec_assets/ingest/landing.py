@@ -39,6 +39,12 @@ class DayFile:
     path: Path
     size: int
     mtime_ns: int
+    inode: int = 0
+
+    def unchanged(self) -> bool:
+        """Still the same plain file (not replaced, e.g. by a symlink, since it was listed)."""
+        st, _ = check_regular(self.path)
+        return st is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == (self.inode, self.size, self.mtime_ns)
 
 
 def landing_dir() -> Path:
@@ -101,7 +107,7 @@ def scan(directory: Path, first: date | None = None, last: date | None = None,
             continue
         if day in found:
             dupes.add(day)
-        found[day] = DayFile(day, Path(entry.path), st.st_size, st.st_mtime_ns)
+        found[day] = DayFile(day, Path(entry.path), st.st_size, st.st_mtime_ns, st.st_ino)
     for day in sorted(dupes):
         logger.warning("landing zone: ignoring day %s: both .csv and .parquet files exist", day)
         del found[day]
@@ -122,7 +128,7 @@ def day_file(directory: Path, day: date) -> DayFile:
     st, why = check_regular(present[0])
     if st is None:
         raise LandingError(f"landing file {present[0]} for day {day} is not acceptable: {why}")
-    return DayFile(day, present[0], st.st_size, st.st_mtime_ns)
+    return DayFile(day, present[0], st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def content_hash(path: Path, chunk: int = 1 << 20) -> str:

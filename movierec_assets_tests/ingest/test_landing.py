@@ -102,3 +102,18 @@ def test_landing_dir_is_configurable(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.delenv("MOVIEREC_LANDING_DIR")
     monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path))
     assert landing_dir() == tmp_path / "landing" / "ratings"
+
+
+def test_a_file_replaced_after_listing_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "2018-05-04.csv"
+    path.write_text("userId,movieId,rating,timestamp\n")
+    listed = day_file(tmp_path, date(2018, 5, 4))
+    assert listed.unchanged()
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("userId,movieId,rating,timestamp\n")
+    path.unlink()
+    os.symlink(target, path)  # swapped for a symlink between listing and reading
+    assert not listed.unchanged()
+    path.unlink()
+    path.write_text("userId,movieId,rating,timestamp\n1,2,3.0,4\n")  # a new delivery
+    assert not listed.unchanged()
