@@ -6,6 +6,7 @@ Ratings are never materialised whole: two connections each stream half of the ta
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -100,25 +101,43 @@ def _stream_pages(conn: Any, first: int, last: int | None, acc: Accumulator) -> 
     return rows + pending_rows
 
 
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
 def _open(url: str) -> tuple[Any, Any]:
-    manager = adbc_connect(url, autocommit=True)
+    manager = adbc_connect(url, autocommit=False)
     return manager, manager.__enter__()
+
+
+def _share_snapshot(first: Any, others: list[Any]) -> None:
+    """Put every connection in one REPEATABLE READ snapshot (exported by `first`).
+
+    Without it a day committed between the two streams' starts could be half counted.
+    """
+    bulk.execute(first, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    snapshot = str(pl.from_arrow(bulk.fetch_arrow(first, "SELECT pg_export_snapshot() AS s"))["s"][0])  # type: ignore[index]
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    for conn in others:
+        bulk.execute(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        bulk.execute(conn, f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # checked above: hex, dashes
 
 
 def read_and_accumulate(url: str, as_of: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame, Accumulator]:
     """(movie attributes, tag counts, exact rating sums), over READ_STREAMS connections.
 
-    The second connection opens while the first reads the catalogue; then each streams half of
-    the ratings' heap pages (TID range scans) into its own accumulator.
+    All reads share one snapshot. The second connection opens while the first starts; then each
+    streams part of the ratings' heap pages (TID range scans) into its own accumulator.
     """
     with ExitStack() as stack, ThreadPoolExecutor(READ_STREAMS) as pool:
         others = [pool.submit(_open, url) for _ in range(READ_STREAMS - 1)]
         try:
-            conn = stack.enter_context(adbc_connect(url, autocommit=True))
+            conn = stack.enter_context(adbc_connect(url, autocommit=False))
         finally:  # registered even if ours failed, so no connection outlives this block
             for future in others:
                 stack.push(future.result()[0])
         conns = [conn, *(f.result()[1] for f in others)]
+        _share_snapshot(conn, conns[1:])
         attributes = movie_attributes(_movies_frame(bulk.fetch_arrow(conn, MOVIES_SQL)).lazy()).collect()
         tags = _tag_counts(conn, as_of)
         pages = int(pl.from_arrow(bulk.fetch_arrow(conn, PAGES_SQL))["pages"][0])  # type: ignore[index]
@@ -129,6 +148,8 @@ def read_and_accumulate(url: str, as_of: datetime | None) -> tuple[pl.DataFrame,
         ]
         for f in futures:
             f.result()
+        for c in conns:
+            c.rollback()  # read only: nothing to keep
     merged = accs[0]
     for other in accs[1:]:
         merged.merge(other)
