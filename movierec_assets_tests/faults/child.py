@@ -66,7 +66,7 @@ def _train(url: str, epochs: int) -> None:
     from movierec_assets.ml.training_job import JobConfig, run
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-    cfg = TrainConfig(epochs=epochs, batch_size=512, user_layers=(64,), movie_layers=(64,), embedding=16,
+    cfg = TrainConfig(epochs=epochs, batch_size=64, user_layers=(64,), movie_layers=(64,), embedding=16,
                       id_buckets=1000, patience=epochs, seed=7)
     _go()
     job = run(url, JobConfig(cfg, rank_users_cap=100), logging.getLogger("train"))

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import polars as pl
 import pytest
 
 from movierec_assets.config import paths
-from movierec_assets.db.connect import connect
+from movierec_assets.db import bulk
+from movierec_assets.db.connect import adbc_connect, connect
 from movierec_assets.ml import registry
 from movierec_assets.resources import PostgresResource
 from movierec_assets_tests.conftest import traversable_tmpdir
@@ -23,10 +26,38 @@ from movierec_assets_tests.faults.support import spawn_child, wait_go
 
 pytestmark = pytest.mark.faults
 
-EPOCHS = 6
+EPOCHS = 4
 KILL_AFTER_EPOCHS = 2
 CHAMPION_CONFIG = {"epochs": 1, "user_layers": [16], "movie_layers": [16], "embedding": 8, "id_buckets": 1000,
                    "batch_size": 2048, "rank_users_cap": 100}
+
+
+def _load_small_world(url: str, n_users: int = 300, n_movies: int = 200, per_user: int = 30) -> None:
+    """Own state: a small synthetic MovieLens world as the whole history, an empty registry."""
+    rng = np.random.default_rng(3)
+    taste_u, taste_m = rng.normal(size=(n_users, 3)), rng.normal(size=(n_movies, 3))
+    users = np.repeat(np.arange(1, n_users + 1), per_user)
+    movies = np.concatenate([rng.choice(n_movies, per_user, replace=False) for _ in range(n_users)])
+    score = (taste_u[users - 1] * taste_m[movies]).sum(1)
+    ratings = pl.DataFrame({
+        "user_id": users.astype(np.int32), "movie_id": (movies + 1).astype(np.int32),
+        "rating": (np.clip(np.round(2 * (3 + score)) / 2, 0.5, 5.0)).astype(np.float32),
+        "rated_at": pl.Series(rng.integers(8e14, 9e14, len(users))).cast(pl.Datetime("us", "UTC")),
+    })
+    genres = ["Action", "Comedy", "Drama", "Horror"]
+    catalog = pl.DataFrame({
+        "movie_id": np.arange(1, n_movies + 1, dtype=np.int32),
+        "title": [f"Movie {i} ({1980 + i % 40})" for i in range(1, n_movies + 1)],
+        "year": pl.Series([1980 + i % 40 for i in range(1, n_movies + 1)], dtype=pl.Int32),
+        "genres": [[genres[i % 4]] for i in range(n_movies)],
+    })
+    with adbc_connect(url) as conn:
+        bulk.execute(conn, "TRUNCATE movielens.ratings, movielens.movies, movielens.tags")
+        bulk.ingest(conn, "movielens", "movies", catalog)
+        bulk.ingest(conn, "movielens", "ratings", ratings)
+        conn.commit()
+    with connect(url) as conn:
+        conn.execute("DELETE FROM ml.model_versions")
 
 
 def _registry_rows(url: str) -> list[tuple[object, ...]]:
@@ -98,18 +129,16 @@ def _kill_and_resume(fault: FaultRecord, url: str, models: Path, champion: str) 
     return killed_at, stats
 
 
-@pytest.mark.fault_scenario("crash mid-training", "SIGKILL during trained_model training (epoch 2 of 6)")
-def test_sigkill_during_training(pg_url: str, ml_small: Path, fault: FaultRecord,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.fault_scenario("crash mid-training", "SIGKILL during trained_model training (after epoch 2 of 4)")
+def test_sigkill_during_training(pg_url: str, fault: FaultRecord, monkeypatch: pytest.MonkeyPatch) -> None:
     from movierec_assets.assets.features import feature_tables, scaling_stats
     from movierec_assets.assets.ml import champion_gate, trained_model
     from movierec_assets.assets.serving import movie_embeddings
     from movierec_assets.serving.recommender import from_database
-    from movierec_assets_tests.ml.test_asset import _load_ml_small
 
     monkeypatch.setenv("MOVIEREC_HOME", str(traversable_tmpdir("movierec-fault-train-")))
     models = paths().models
-    _load_ml_small(pg_url, ml_small)
+    _load_small_world(pg_url)
     # The old champion, with its embeddings, serving.
     first = dg.materialize(
         [feature_tables, scaling_stats, trained_model, champion_gate, movie_embeddings],

@@ -39,6 +39,9 @@ SQL_ALLOWLIST = {
     ("movierec_assets/ingest/load.py", "_create_ddl"),
     # `maintenance_work_mem` is matched against ^\d+(kB|MB|GB)$ two lines above (ValueError otherwise).
     ("movierec_assets/ingest/load.py", "_set_local"),
+    # SET TRANSACTION SNAPSHOT takes no bind parameters; the id comes from pg_export_snapshot() on the
+    # first connection and is matched against a hex-and-dashes pattern before use.
+    ("movierec_assets/features/store.py", "_share_snapshot"),
 }
 
 
