@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ SCREENSHOTS = REPO / "docs" / "img"
 DEMO_DAYS = 3
 STARTUP_SECONDS = 300  # hang guards, generous: a busy 2-core machine is slow, not broken
 DEMO_SECONDS = 900
+# The stack's log outlives the temp home, for a post-mortem after a failed run.
+LAST_LOG = Path(tempfile.gettempdir()) / "movierec-e2e-last.log"
 
 
 @dataclass
@@ -55,6 +58,10 @@ class DevStack:
         if body.get("errors"):
             raise AssertionError(f"GraphQL errors: {body['errors']}")
         return body["data"]
+
+    def note(self, message: str) -> None:
+        with self.log.open("a") as log:
+            log.write(f"[e2e {time.strftime('%H:%M:%S')}] {message}\n")
 
     def log_tail(self, n: int = 60) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
@@ -113,7 +120,7 @@ def wait_until_ready(stack: DevStack, deadline: float) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    raise AssertionError(f"dagster dev did not come up in {STARTUP_SECONDS} s:\n{stack.log_tail()}")
+    raise AssertionError(f"dagster dev did not come up in {STARTUP_SECONDS} s (log: {LAST_LOG}):\n{stack.log_tail()}")
 
 
 def _session_members(leader: int) -> list[psutil.Process]:
@@ -137,12 +144,14 @@ def stop_stack(stack: DevStack) -> None:
         leader = stack.proc.pid
         members = _session_members(leader)
         if stack.proc.poll() is None:
+            stack.note(f"Ctrl-C to the movierec dev session ({len(members)} processes)")
             os.killpg(leader, signal.SIGINT)
             try:
                 stack.proc.wait(timeout=45)
             except subprocess.TimeoutExpired:
                 pass
         alive = [p for p in members + _session_members(leader) if p.is_running()]
+        stack.note(f"movierec dev exited ({stack.proc.returncode}); {len(alive)} stragglers to terminate")
         for proc in alive:
             try:
                 proc.terminate()
@@ -177,15 +186,20 @@ def dev_stack() -> Iterator[DevStack]:
     home = traversable_tmpdir("movierec-e2e-")
     stack = DevStack(home=home, port=free_port(), env=stack_env(home), log=home / "dev.log")
     try:
+        stack.note(f"movierec demo --days {DEMO_DAYS}")
         demo = stack.run_cli("demo", "--days", str(DEMO_DAYS), timeout=DEMO_SECONDS)
         stack.demo_output = demo.stdout + demo.stderr
+        with stack.log.open("a") as log:
+            log.write(stack.demo_output)
         assert demo.returncode == 0, f"movierec demo failed:\n{stack.demo_output[-4000:]}"
-        with stack.log.open("wb") as log:
+        stack.note(f"movierec dev --port {stack.port}")
+        with stack.log.open("ab") as log:
             stack.proc = subprocess.Popen(  # noqa: S603 - fixed argv
                 [*movierec_cmd(), "dev", "--port", str(stack.port)], env=stack.env, cwd=home,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_signals,
             )
         wait_until_ready(stack, time.monotonic() + STARTUP_SECONDS)
+        stack.note("the UI answers and the code location is loaded")
         stack.gql("mutation { setNuxSeen }")  # the one-time community pop-up would cover the page
         nodes = stack.gql(ASSET_NODES)["assetNodes"]
         # Only the assets this location defines: not the stubs Dagster draws for deps nobody defines yet.
@@ -193,6 +207,8 @@ def dev_stack() -> Iterator[DevStack]:
         yield stack
     finally:
         stop_stack(stack)
+        stack.note("stopped")
+        shutil.copyfile(stack.log, LAST_LOG)
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -185,7 +185,8 @@ def test_trained_model_page_shows_metrics_and_training_curve(page: Any, dev_stac
     table = page.locator("table").filter(has_text=curves[0]).first
     for label in metrics:
         expect()(table.get_by_text(label, exact=True).first).to_be_visible()
-    shot(page, "trained-model.png", full_page=True)
+    table.get_by_text(next(iter(metrics)), exact=True).first.scroll_into_view_if_needed()
+    shot(page, "trained-model.png")
     row = table.locator("tr").filter(has_text=curves[0]).first
     row.get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog")
@@ -314,10 +315,10 @@ def test_replayed_day_flows_through_the_landing_sensor(page: Any, dev_stack: Dev
     page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()
     page.get_by_text(day.group(0), exact=True).first.click()
     expect()(page.get_by_text("rows_loaded", exact=True).first).to_be_visible()
-    shot(page, "replayed-day.png")
     # Its run, as the run page tells it: launched by the sensor, for that partition, successful.
     page.get_by_text("Run", exact=True).locator("xpath=..").get_by_role("link").first.click()
     assert_visible(page.get_by_text("Launched by").first, "the run's launcher")
     assert_visible(page.get_by_text("landing_zone_sensor").first, f"the run of {day.group(0)} launched by its sensor")
     assert_visible(page.get_by_text(f"partition: {day.group(0)}").first, "the run's partition")
     assert_visible(page.get_by_text("Success", exact=True).first, "the run's success")
+    shot(page, "replayed-day.png")
