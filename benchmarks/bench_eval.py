@@ -58,7 +58,13 @@ def main() -> None:
     ap.add_argument("--max-days", type=int, default=120)
     ap.add_argument("--skip-variants", action="store_true")
     ap.add_argument("--reuse-variants", action="store_true", help="keep the variant table of the last eval.json")
+    ap.add_argument("--render-only", action="store_true", help="re-render the doc from the last eval.json")
     args = ap.parse_args()
+    if args.render_only:
+        data = json.loads(RESULTS.read_text())
+        DOC.write_text(render(pl.DataFrame(data["table"]), pl.DataFrame(data["variants"]) if data["variants"] else None,
+                              data.get("max_days", args.max_days)))
+        return
     started = time.perf_counter()
     frames, variant_frames = [], []
     with tempfile.TemporaryDirectory(prefix="movierec-eval-") as tmp:
@@ -84,7 +90,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"table": table.to_dicts(),
                                    "variants": pl.concat(variant_frames).to_dicts() if variant_frames else [],
-                                   "seconds": time.perf_counter() - started}, indent=2))
+                                   "max_days": args.max_days, "seconds": time.perf_counter() - started}, indent=2))
     DOC.write_text(render(table, pl.concat(variant_frames) if variant_frames else None, args.max_days))
     print(f"wrote {RESULTS} and {DOC} in {time.perf_counter() - started:.0f} s")
 
@@ -150,11 +156,21 @@ TARGETS_HEADER = "## Quality targets (computed from the table above)"
 VARIANTS_HEADER = """## The comparison that chose the defaults (Protocol B, two-tower only)
 
 Same events, same training budget (12 epochs max, early stopping); only the model options change.
-The default is the one that beats the bias baseline's RMSE *and* popularity's Recall/NDCG."""
+Without the retrieval loss, top-N quality collapses (Recall@10 ~0.017 on both datasets) while RMSE
+barely moves; with it, the model beats popularity on ml-latest-small. ID embeddings change RMSE by
+less than 0.01 and help ranking only on the synthetic set, for a 20,000 x 16 table per tower, so the
+default is **retrieval loss on, ID embeddings off** (`id_buckets=0`; set `id_buckets` to enable)."""
 
 FOOTER = """Notes: the retrieval loss is an in-batch sampled softmax over liked pairs (>= 4 stars) with
 logQ correction (weight 0.1, temperature 0.05); without it the rating-only model ranks obscure,
-highly rated movies first and loses to popularity on top-N."""
+highly rated movies first and loses to popularity on top-N.
+
+Known gaps: the two-tower model does not beat popularity on top-N for the synthetic dataset (whose
+generator draws *which* movies a user rates from a Zipf popularity law independent of taste, so
+exposure is pure popularity) nor for ml-latest-small's warm users in Protocol A (130 ranking
+queries: small). One cosine serves both the rating and the ranking, so the MSE term limits how much
+popularity the embedding can encode; a separate popularity prior in the ranking score would be the
+next thing to try."""
 
 
 if __name__ == "__main__":
