@@ -157,7 +157,9 @@ def test_partitions_view_shows_materialized_days(page: Any, dev_stack: DevStack)
         f"{dev_stack.log_tail(30)}")
     open_asset(page, "daily_partitioned_ratings", "partitions")
     counter = page.get_by_text(re.compile(r"^Materialized \(\d+\)$"))
-    expect()(counter).to_have_text(f"Materialized ({len(days)})", timeout=60_000)
+    expect()(counter).to_be_visible()
+    shown = int(re.search(r"\d+", counter.inner_text()).group(0))  # type: ignore[union-attr]
+    assert shown >= len(days), f"the UI counts {shown} materialized days, the instance {len(days)}"
     # Hide the missing days: the replayed ones are the earliest, at the bottom of a long list.
     page.get_by_text(re.compile(r"^Missing \(\d+\)$")).click()
     for day in days:
