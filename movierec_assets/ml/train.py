@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from movierec_assets.ml import distribute
 from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays, make_dataset, movie_log_frequency
 from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model
 
@@ -140,32 +141,38 @@ def train(
     """
     logger = logger or logging.getLogger(__name__)
     keras.utils.set_random_seed(cfg.seed)
+    strategy = distribute.strategy_from_env()  # MOVIEREC_TRAIN_STRATEGY (+ TF_CONFIG for multi_worker)
+    run_dir = distribute.worker_dir(run_dir, strategy)
     resume, initial_epoch = _resume_point(run_dir)
-    if resume is not None:
-        model = keras.saving.load_model(resume, safe_mode=True)
-        logger.info(f"resuming from {resume} after epoch {initial_epoch}")
-    else:
-        model = build_model(
-            features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate, **cfg.model_kwargs()
-        )
-        if warm_start is not None:
-            _warm_start(model, warm_start, logger)
+    with strategy.scope():  # variables (model + optimizer) are created mirrored across replicas/workers
+        if resume is not None:
+            model = keras.saving.load_model(resume, safe_mode=True)
+            logger.info(f"resuming from {resume} after epoch {initial_epoch}")
+        else:
+            model = build_model(
+                features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate, **cfg.model_kwargs()
+            )
+            if warm_start is not None:
+                _warm_start(model, warm_start, logger)
     if train_dataset is not None:
         train_ds, steps = train_dataset
     else:
         logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
         train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq)
     val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), shuffle=False)
+    train_ds, val_ds = distribute.shard(train_ds), distribute.shard(val_ds)
     callbacks = _callbacks(run_dir, cfg, logger, steps) + list(extra_callbacks or [])
+    distribute.keras_fit_workaround(model, strategy)
     t0 = time.perf_counter()
-    hist = model.fit(
-        train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-        steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=0, shuffle=False,
-    )
-    seconds = time.perf_counter() - t0
+    with strategy.scope():
+        hist = model.fit(
+            train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+            steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=0, shuffle=False,
+        )
+        seconds = time.perf_counter() - t0
+        val = model.evaluate(val_ds, steps=val_steps, verbose=0, return_dict=True)
     history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     rates = next(c for c in callbacks if isinstance(c, EpochLogger)).rates
-    val = model.evaluate(val_ds, steps=val_steps, verbose=0, return_dict=True)
     return TrainResult(
         model=model,
         history=history,
@@ -178,6 +185,8 @@ def train(
         val_rmse=float(val["rmse"]),
         n_train=len(train_data) if train_dataset is None else steps * cfg.batch_size,
         n_val=len(val_data),
+        extra={"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+               "chief": distribute.is_chief(strategy)},
     )
 
 

@@ -1,0 +1,119 @@
+"""Training strategy selection (MOVIEREC_TRAIN_STRATEGY, TF_CONFIG) and real multi-worker runs.
+
+The training runs happen in child processes (`distribute_child.py`): MultiWorkerMirroredStrategy
+configures TensorFlow's collective ops at start-up, once per process, so it cannot be created
+twice in the pytest process (nor after other tests have run TensorFlow ops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from movierec_assets.ml import distribute
+
+CHILD = Path(__file__).with_name("distribute_child.py")
+TIMEOUT = 300
+
+
+def _tf_config(ports: list[int], index: int) -> str:
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _worker(tmp: Path, strategy: str, tf_config: str | None, name: str) -> tuple[subprocess.Popen[str], Path]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", distribute.STRATEGY_ENV)}
+    env[distribute.STRATEGY_ENV] = strategy
+    if tf_config:
+        env["TF_CONFIG"] = tf_config
+    out = tmp / f"{name}.json"
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(tmp / "run"), str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, out
+
+
+def _result(proc: subprocess.Popen[str], out: Path) -> dict:
+    log, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, log[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "default"), ("", "default"), ("default", "default"), ("mirrored", "mirrored"),
+    ("Multi-Worker", "multi_worker"), (" multi_worker ", "multi_worker"),
+])
+def test_strategy_name(value: str | None, expected: str) -> None:
+    env = {} if value is None else {distribute.STRATEGY_ENV: value}
+    assert distribute.strategy_name(env) == expected
+
+
+def test_unknown_strategy_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="MOVIEREC_TRAIN_STRATEGY='parameter_server'"):
+        distribute.strategy_name({distribute.STRATEGY_ENV: "parameter_server"})
+
+
+@pytest.mark.parametrize(("tf_config", "match"), [
+    (None, "needs TF_CONFIG"),
+    ("{not json", "not a valid cluster"),
+    ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "not a valid cluster"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}', "not one of the 1"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', "not one of the 1"),
+])
+def test_multi_worker_needs_a_valid_cluster(tf_config: str | None, match: str) -> None:
+    env = {distribute.STRATEGY_ENV: "multi_worker"} | ({"TF_CONFIG": tf_config} if tf_config else {})
+    with pytest.raises(ValueError, match=match):
+        distribute.strategy_from_env(env)
+
+
+def test_cluster_spec_reads_workers_and_index() -> None:
+    env = {"TF_CONFIG": _tf_config([1111, 2222], 1)}
+    assert distribute.cluster_spec(env) == (["127.0.0.1:1111", "127.0.0.1:2222"], 1)
+
+
+def test_default_and_mirrored_strategies_in_process() -> None:
+    import tensorflow as tf
+
+    default = distribute.strategy_from_env({})
+    assert default is tf.distribute.get_strategy() and distribute.is_chief(default)
+    mirrored = distribute.strategy_from_env({distribute.STRATEGY_ENV: "mirrored"})
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy) and mirrored.num_replicas_in_sync >= 1
+    assert distribute.worker_dir(Path("/runs/x"), mirrored) == Path("/runs/x")
+
+
+def test_one_worker_multi_worker_training(tmp_path: Path) -> None:
+    proc, out = _worker(tmp_path, "multi_worker", _tf_config(_free_ports(1), 0), "w0")
+    res = _result(proc, out)
+    assert res["strategy"] == "CollectiveAllReduceStrategy"  # MultiWorkerMirroredStrategy's class
+    assert res["replicas"] == 1 and res["chief"] and res["epochs"] == 2
+    assert res["loss"][1] < res["loss"][0]
+    assert (tmp_path / "run" / "checkpoints" / "last.keras").is_file()
+
+
+def test_two_workers_train_one_model(tmp_path: Path) -> None:
+    """Two processes on 127.0.0.1 all-reduce their gradients: both end with the same weights; only
+    the chief checkpoints into the shared run folder."""
+    ports = _free_ports(2)
+    workers = [_worker(tmp_path, "multi_worker", _tf_config(ports, i), f"w{i}") for i in range(2)]
+    chief, other = (_result(p, o) for p, o in workers)
+    assert chief["replicas"] == other["replicas"] == 2
+    assert chief["chief"] and not other["chief"]
+    assert chief["weights_sha"] == other["weights_sha"]
+    assert chief["loss"] == other["loss"]
+    assert (tmp_path / "run" / "checkpoints" / "last.keras").is_file()
+    assert (tmp_path / "run" / "worker-1" / "checkpoints" / "last.keras").is_file()
