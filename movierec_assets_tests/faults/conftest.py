@@ -97,7 +97,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             old = json.loads(RESULTS.read_text())
         except ValueError:
             old = {}
-    scenarios = {s["scenario"]: s for s in old.get("scenarios", [])}
+    # Keep other tests' latest results; drop old rows of the tests run now (renamed scenarios).
+    ran = {r.test for r in records.values()}
+    scenarios = {s["scenario"]: s for s in old.get("scenarios", []) if s.get("test") not in ran}
     for record in records.values():
         scenarios[record.scenario] = asdict(record)
     payload = {
