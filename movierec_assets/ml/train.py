@@ -98,25 +98,29 @@ def _resume_point(run_dir: Path) -> tuple[Path | None, int]:
     return (path, int(info["epochs_done"])) if path.exists() else (None, 0)
 
 
-class _StateWriter(keras.callbacks.Callback):
-    """After ModelCheckpoint wrote last.keras, record how many epochs it holds (written atomically)."""
+class _Checkpoint(keras.callbacks.Callback):
+    """After each epoch: save the model to next.keras, rename it over last.keras, then record the
+    epoch count in state.json (written and renamed too). keras' ModelCheckpoint writes the .keras zip
+    in place, so a SIGKILL during its save left a torn last.keras that every resume failed to load;
+    with renames a kill at any moment leaves a complete last.keras."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
-        self.path = run_dir / CHECKPOINT_DIR / "state.json"
+        self.dir = run_dir / CHECKPOINT_DIR
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        self.model.save(self.dir / "next.keras")
+        (self.dir / "next.keras").replace(self.dir / "last.keras")
+        tmp = self.dir / "state.tmp"
         tmp.write_text(json.dumps({"epochs_done": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}))
-        tmp.replace(self.path)
+        tmp.replace(self.dir / "state.json")
 
 
 def _callbacks(run_dir: Path, cfg: TrainConfig, logger: Any, steps: int) -> list[keras.callbacks.Callback]:
     ckpt = run_dir / CHECKPOINT_DIR
     ckpt.mkdir(parents=True, exist_ok=True)
     return [
-        keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
-        _StateWriter(run_dir),
+        _Checkpoint(run_dir),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, cfg.patience // 2)),
         EpochLogger(logger, cfg.epochs, steps, cfg.batch_size),

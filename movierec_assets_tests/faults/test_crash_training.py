@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import dagster as dg
@@ -97,19 +99,40 @@ class _Poller(threading.Thread):
             time.sleep(0.01)
 
 
+def _kill_during_next_checkpoint_save(proc: subprocess.Popen[str], models: Path) -> None:
+    """SIGKILL the moment the checkpoint after epoch KILL_AFTER_EPOCHS starts being written (a .keras
+    file newer than the committed state.json), i.e. inside the save whenever the 1 ms poll catches it."""
+    deadline = time.monotonic() + 240
+    while _epochs_checkpointed(models) < KILL_AFTER_EPOCHS and proc.poll() is None:
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.02)
+    state = next(models.glob("runs/*/checkpoints/state.json"))
+    committed = state.stat().st_mtime_ns
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "no further checkpoint"
+        try:
+            if any(f.suffix == ".keras" and f.stat().st_mtime_ns > committed for f in state.parent.iterdir()):
+                break
+        except FileNotFoundError:
+            continue  # a file renamed under our feet
+        time.sleep(0.001)
+    assert proc.poll() is None, "training finished before the kill: make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+
+def _torn_checkpoints(models: Path) -> list[str]:
+    return [f.name for f in models.glob("runs/*/checkpoints/*.keras") if not zipfile.is_zipfile(f)]
+
+
 def _kill_and_resume(fault: FaultRecord, url: str, models: Path, champion: str) -> tuple[int, dict[str, str]]:
     before = _registry_rows(url)
     versions_on_disk = {p.name for p in models.iterdir()}
     proc = wait_go(spawn_child(["train", str(EPOCHS)], url))
-    deadline = time.monotonic() + 240
-    while _epochs_checkpointed(models) < KILL_AFTER_EPOCHS and proc.poll() is None:
-        assert time.monotonic() < deadline, "training made no progress"
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before the kill: make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    _kill_during_next_checkpoint_save(proc, models)
     fault.tried += 1
     killed_at = _epochs_checkpointed(models)
+    torn = _torn_checkpoints(models)
     assert _registry_rows(url) == before, "the killed run registered or promoted something"
     assert registry.current_champion(url).version == champion  # type: ignore[union-attr]
     assert {p.name for p in models.iterdir()} - versions_on_disk <= {"runs"}, "a partial model directory"
@@ -126,10 +149,11 @@ def _kill_and_resume(fault: FaultRecord, url: str, models: Path, champion: str) 
     assert after is not None and after.status == "candidate"  # registered whole; only the gate promotes
     assert registry.current_champion(url).version == champion  # type: ignore[union-attr]
     assert not list(models.glob("runs/*")), "the finished run left its checkpoints behind"
+    fault.note(f"the kill left {len(torn)} torn .keras file(s) in the checkpoint dir: {torn}")
     return killed_at, stats
 
 
-@pytest.mark.fault_scenario("crash mid-training", "SIGKILL during trained_model training (after epoch 2 of 4)")
+@pytest.mark.fault_scenario("crash mid-training", "SIGKILL inside the checkpoint save after epoch 2 of 4 (trained_model training)")
 def test_sigkill_during_training(pg_url: str, fault: FaultRecord, monkeypatch: pytest.MonkeyPatch) -> None:
     from movierec_assets.assets.features import feature_tables, scaling_stats
     from movierec_assets.assets.ml import champion_gate, trained_model
