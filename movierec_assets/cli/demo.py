@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 DAILY_ASSET = "daily_partitioned_ratings"
+TRAINED_MODEL = "trained_model"
+PIPELINE_JOB = "pipeline_job"
 # Step-level progress, without Dagster's per-event DEBUG chatter.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 LANDING_SENSOR = "landing_zone_sensor"
@@ -23,7 +25,9 @@ LANDING_SENSOR = "landing_zone_sensor"
               help="A MovieLens directory (default: the synthetic demo dataset).")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(min=0),
               help="Future days to replay through the landing zone; 0 means history only.")
-def demo(data_dir: Path | None, days: int) -> None:
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Training epochs for trained_model (default: the asset's own default).")
+def demo(data_dir: Path | None, days: int, epochs: int | None) -> None:
     """Materialize every asset, replay DAYS days through the sensor and automation, print a summary."""
     from movierec_assets.cli.bootstrap import bootstrap
     from movierec_assets.instance import get_instance
@@ -34,47 +38,47 @@ def demo(data_dir: Path | None, days: int) -> None:
     instance = get_instance()
     click.echo(f"dataset: {env.data_dir}")
     steps: list[tuple[str, str]] = []
-    steps.append(("initial materialization", _materialize_unpartitioned(instance)))
-    steps.append(("automation baseline tick", _run_automation(instance)))
+    steps.append(("initial materialization", _materialize_unpartitioned(instance, epochs)))
+    steps.append(("automation baseline tick", _run_automation(instance, epochs)))
     if days:
-        steps.extend(_replay_days(instance, env.data_dir, days))
+        steps.extend(_replay_days(instance, env.data_dir, days, epochs))
     click.echo("\nSummary")
     for name, outcome in steps:
         click.echo(f"  {name:<32} {outcome}")
+    failed = [name for name, outcome in steps if "FAILED" in outcome]
     for line in _table_counts(env.url):
         click.echo(f"  {line}")
     click.echo(f"  {'total seconds':<32} {time.monotonic() - started:.1f}")
     click.echo("Open the UI with `movierec dev` to see these runs.")
+    if failed:
+        raise click.ClickException(f"demo steps failed: {', '.join(failed)} (see the run logs above)")
 
 
-def _materialize_unpartitioned(instance: Any) -> str:
-    import dagster as dg
-
+def _materialize_unpartitioned(instance: Any, epochs: int | None) -> str:
     from movierec_assets import defs
 
-    # Checks are selected explicitly: the blocking champion gate must run with its asset.
-    selection = (dg.AssetSelection.all() - dg.AssetSelection.assets(DAILY_ASSET)) | dg.AssetSelection.all_asset_checks()
-    keys = _keys(selection)
-    click.echo(f"materializing {len(keys)} assets: {', '.join(keys)}")
-    result = dg.materialize(_assets_and_checks(), selection=selection, instance=instance,
-                            resources=defs.resources, run_config=RUN_CONFIG)
+    job = defs.get_job_def(PIPELINE_JOB)
+    keys = sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
+    click.echo(f"materializing {len(keys)} assets: {', '.join(k.to_user_string() for k in keys)}")
+    result = _run_pipeline(instance, keys, epochs, tags={})
+    if not result.success and _only_gate_rejected(result):
+        return f"ok, but the new model did not pass champion_gate (run {result.run_id[:8]})"
     return f"{'ok' if result.success else 'FAILED'} ({len(keys)} assets, run {result.run_id[:8]})"
 
 
-def _assets_and_checks() -> list[Any]:
+def _run_pipeline(instance: Any, keys: list[Any], epochs: int | None, tags: dict[str, str]) -> Any:
+    """Run `pipeline_job` (or the subset `keys` of it, with their checks) in this process."""
     from movierec_assets import defs
 
-    return [*(defs.assets or []), *(defs.asset_checks or [])]
+    run_config: dict[str, Any] = dict(RUN_CONFIG)
+    if epochs is not None and any(k.path[-1] == TRAINED_MODEL for k in keys):
+        run_config["ops"] = {TRAINED_MODEL: {"config": {"epochs": epochs}}}
+    job = defs.get_job_def(PIPELINE_JOB)
+    return job.execute_in_process(instance=instance, asset_selection=keys, run_config=run_config, tags=tags,
+                                  raise_on_error=False)
 
 
-def _keys(selection: Any) -> list[str]:
-    from movierec_assets import defs
-
-    graph = defs.resolve_asset_graph()
-    return sorted(k.to_user_string() for k in selection.resolve(graph))
-
-
-def _replay_days(instance: Any, data_dir: Path, days: int) -> list[tuple[str, str]]:
+def _replay_days(instance: Any, data_dir: Path, days: int, epochs: int | None) -> list[tuple[str, str]]:
     from movierec_assets.config import paths
     from movierec_assets.ingest.replay import replay
 
@@ -84,7 +88,7 @@ def _replay_days(instance: Any, data_dir: Path, days: int) -> list[tuple[str, st
     steps.append(("landing_zone_sensor", f"{len(requests)} partition run(s) requested"))
     loaded = _run_partition_requests(instance, requests)
     steps.append(("daily partitions loaded", loaded))
-    steps.append(("downstream automation", _run_automation(instance)))
+    steps.append(("downstream automation", _run_automation(instance, epochs)))
     return steps
 
 
@@ -132,7 +136,7 @@ def _run_partition_requests(instance: Any, requests: list[Any]) -> str:
     return f"{ok}/{len(requests)} runs succeeded"
 
 
-def _run_automation(instance: Any, max_rounds: int = 4) -> str:
+def _run_automation(instance: Any, epochs: int | None, max_rounds: int = 4) -> str:
     """Tick the automation conditions like the daemon would, running what they request."""
     import dagster as dg
 
@@ -151,12 +155,20 @@ def _run_automation(instance: Any, max_rounds: int = 4) -> str:
         names = sorted(k.to_user_string() for k in keys)
         materialized.extend(names)
         click.echo(f"automation requested: {', '.join(names)}")
-        run = dg.materialize(_assets_and_checks(), selection=dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks_for_assets(*keys),
-                             instance=instance, resources=defs.resources, tags={"movierec/automation": "demo"},
-                             run_config=RUN_CONFIG)
+        run = _run_pipeline(instance, keys, epochs, tags={"movierec/automation": "demo"})
         if not run.success:
+            if _only_gate_rejected(run):
+                return f"re-materialized {', '.join(materialized)}; the new model did not pass champion_gate, " \
+                       "so the champion and its embeddings stay"
             return f"FAILED while materializing {', '.join(names)}"
     return f"re-materialized {', '.join(materialized) or 'nothing'}"
+
+
+def _only_gate_rejected(run: Any) -> bool:
+    """True when the one failed step is the blocking champion gate: a rejected candidate, by design."""
+    failed = {e.step_key for e in run.get_step_failure_events()}
+    gate_failed = any(not e.passed for e in run.get_asset_check_evaluations())
+    return gate_failed and all(key and key.endswith("champion_gate") for key in failed)
 
 
 _AUTOMATION_CURSOR_KEY = "movierec/demo_automation_cursor"
