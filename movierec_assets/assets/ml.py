@@ -17,7 +17,7 @@ REGISTRY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("version", "text", description="sortable UTC timestamp + random suffix"),
     dg.TableColumn("created_at", "timestamptz"),
     dg.TableColumn("metrics", "jsonb", description="holdout and baseline metrics, training stats"),
-    dg.TableColumn("path", "text", description="$MOVIEREC_HOME/models/<version>/"),
+    dg.TableColumn("path", "text", description="`$MOVIEREC_HOME/models/{version}/`"),
     dg.TableColumn("data_start", "timestamptz"),
     dg.TableColumn("data_end", "timestamptz"),
     dg.TableColumn("status", "text", description="candidate | champion | rejected | retired"),
@@ -87,7 +87,7 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
     automation_condition=RETRAIN_CONDITION,
     description=(
         "Two-tower ColaborativeFiltering model trained on every rating in PostgreSQL (history plus "
-        "injected days) with a time-ordered validation split; saved under $MOVIEREC_HOME/models/<version>/ "
+        "injected days) with a time-ordered validation split; saved under `$MOVIEREC_HOME/models/{version}/` "
         "and registered as a candidate in ml.model_versions. The champion_gate check promotes it."
     ),
 )

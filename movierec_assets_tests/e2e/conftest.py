@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "img"
 DEMO_DAYS = 3
+DEMO_EPOCHS = 3  # the UI shows the same screens after 3 epochs as after 20, in a fraction of the time
 STARTUP_SECONDS = 300  # hang guards, generous: a busy 2-core machine is slow, not broken
 DEMO_SECONDS = 900
 # The stack's log outlives the temp home, for a post-mortem after a failed run.
@@ -186,8 +187,8 @@ def dev_stack() -> Iterator[DevStack]:
     home = traversable_tmpdir("movierec-e2e-")
     stack = DevStack(home=home, port=free_port(), env=stack_env(home), log=home / "dev.log")
     try:
-        stack.note(f"movierec demo --days {DEMO_DAYS}")
-        demo = stack.run_cli("demo", "--days", str(DEMO_DAYS), timeout=DEMO_SECONDS)
+        stack.note(f"movierec demo --days {DEMO_DAYS} --epochs {DEMO_EPOCHS}")
+        demo = stack.run_cli("demo", "--days", str(DEMO_DAYS), "--epochs", str(DEMO_EPOCHS), timeout=DEMO_SECONDS)
         stack.demo_output = demo.stdout + demo.stderr
         with stack.log.open("a") as log:
             log.write(stack.demo_output)
