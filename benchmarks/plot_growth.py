@@ -28,8 +28,13 @@ STAGES = ["generate", "ingest", "partitions", "features", "train", "embeddings",
 
 
 def load_runs(files: list[Path]) -> list[dict[str, Any]]:
-    runs = [json.loads(f.read_text()) for f in files]
-    return sorted((r for r in runs if not r.get("data")), key=lambda r: r["ratings"])
+    """Synthetic runs, one per size (the most recent when a size ran more than once)."""
+    latest: dict[int, dict[str, Any]] = {}
+    for f in files:
+        r = json.loads(f.read_text())
+        if not r.get("data") and r["started_at"] >= latest.get(r["ratings"], {}).get("started_at", ""):
+            latest[r["ratings"]] = r
+    return [latest[n] for n in sorted(latest)]
 
 
 def slopes(runs: list[dict[str, Any]]) -> dict[str, float]:
