@@ -68,9 +68,17 @@ def strategy_from_env(env: Mapping[str, str] | None = None) -> Any:
 def is_chief(strategy: Any) -> bool:
     """True on the worker that owns shared outputs (always, outside multi-worker training)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "cluster_spec", lambda: None)():
+    return True if resolver is None else resolver_is_chief(resolver)
+
+
+def resolver_is_chief(resolver: Any) -> bool:
+    """The `chief` task when the cluster has one, else worker 0 (TensorFlow's convention)."""
+    jobs = resolver.cluster_spec().as_dict()
+    if not jobs or resolver.task_type is None:
         return True
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+    if "chief" in jobs:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and int(resolver.task_id) == 0
 
 
 def worker_dir(run_dir: Path, strategy: Any) -> Path:

@@ -86,6 +86,20 @@ def test_cluster_spec_reads_workers_and_index() -> None:
     assert distribute.cluster_spec(env) == (["127.0.0.1:1111", "127.0.0.1:2222"], 1)
 
 
+@pytest.mark.parametrize(("cluster", "task", "chief"), [
+    ({"worker": ["a:1", "b:2"]}, {"type": "worker", "index": 0}, True),
+    ({"worker": ["a:1", "b:2"]}, {"type": "worker", "index": 1}, False),
+    ({"chief": ["c:0"], "worker": ["a:1"]}, {"type": "worker", "index": 0}, False),
+    ({"chief": ["c:0"], "worker": ["a:1"]}, {"type": "chief", "index": 0}, True),
+])
+def test_chief_follows_tensorflow_convention(monkeypatch: pytest.MonkeyPatch, cluster: dict, task: dict,
+                                             chief: bool) -> None:
+    import tensorflow as tf
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert distribute.resolver_is_chief(tf.distribute.cluster_resolver.TFConfigClusterResolver()) is chief
+
+
 def test_default_and_mirrored_strategies_in_process() -> None:
     import tensorflow as tf
 
