@@ -33,7 +33,7 @@ test: $(STAMP) system-deps lint
 	$(BIN)/pytest
 
 lock: $(STAMP)
-	$(BIN)/pip freeze --exclude-editable | grep -v '^movierec' > requirements.lock
+	(echo "# Exact versions of the whole dependency tree (pip freeze). Regenerate with \`make lock\`."; $(BIN)/pip freeze --exclude-editable | grep -v "^movierec") > requirements.lock
 
 clean:
 	rm -rf $(VENV) .movierec
