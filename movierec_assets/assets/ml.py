@@ -55,19 +55,16 @@ class TrainedModelConfig(dg.Config):
 
 
 def _job_config(config: TrainedModelConfig) -> Any:
+    """The training job's config, field by field from the run config (no hand-kept copy to drift)."""
+    from dataclasses import fields
+
     from movierec_assets.ml.train import TrainConfig
     from movierec_assets.ml.training_job import JobConfig
 
-    train = TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        user_layers=tuple(config.user_layers), movie_layers=tuple(config.movie_layers),
-        embedding=config.embedding, user_reg=config.user_reg, movie_reg=config.movie_reg,
-        id_buckets=config.id_buckets, id_dim=config.id_dim, retrieval_weight=config.retrieval_weight,
-        temperature=config.temperature,
-        val_fraction=config.val_fraction, patience=config.patience, seed=config.seed,
-    )
-    return JobConfig(train, config.warm_start, config.memory_budget_mb << 20, config.rank_users_cap,
-                     config.gate_tolerance)
+    values = {f.name: getattr(config, f.name) for f in fields(TrainConfig)}
+    values["user_layers"], values["movie_layers"] = tuple(config.user_layers), tuple(config.movie_layers)
+    return JobConfig(TrainConfig(**values), config.warm_start, config.memory_budget_mb << 20,
+                     config.rank_users_cap, config.gate_tolerance)
 
 
 def _baseline_table(rows: list[dict[str, object]]) -> str:

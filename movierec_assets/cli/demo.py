@@ -109,16 +109,17 @@ def _evaluate_landing_sensor(instance: Any) -> list[Any]:
 
 
 _CURSOR_KEY = "movierec/demo_landing_cursor"
+_AUTOMATION_CURSOR_KEY = "movierec/demo_automation_cursor"
 
 
-def _load_cursor(instance: Any) -> str | None:
-    values = instance.run_storage.get_cursor_values({_CURSOR_KEY})
-    return values.get(_CURSOR_KEY)
+def _load_cursor(instance: Any, key: str = _CURSOR_KEY) -> str | None:
+    """A cursor the demo keeps in the instance's key-value store, across demo runs."""
+    return instance.run_storage.get_cursor_values({key}).get(key)
 
 
-def _save_cursor(instance: Any, cursor: str | None) -> None:
+def _save_cursor(instance: Any, cursor: str | None, key: str = _CURSOR_KEY) -> None:
     if cursor is not None:
-        instance.run_storage.set_cursor_values({_CURSOR_KEY: cursor})
+        instance.run_storage.set_cursor_values({key: cursor})
 
 
 def _run_partition_requests(instance: Any, requests: list[Any]) -> str:
@@ -171,20 +172,17 @@ def _only_gate_rejected(run: Any) -> bool:
     return gate_failed and all(key and key.endswith("champion_gate") for key in failed)
 
 
-_AUTOMATION_CURSOR_KEY = "movierec/demo_automation_cursor"
-
-
 def _load_automation_cursor(instance: Any) -> Any:
     from dagster._serdes import deserialize_value
 
-    raw = instance.run_storage.get_cursor_values({_AUTOMATION_CURSOR_KEY}).get(_AUTOMATION_CURSOR_KEY)
+    raw = _load_cursor(instance, _AUTOMATION_CURSOR_KEY)
     return deserialize_value(raw) if raw else None
 
 
 def _save_automation_cursor(instance: Any, cursor: Any) -> None:
     from dagster._serdes import serialize_value
 
-    instance.run_storage.set_cursor_values({_AUTOMATION_CURSOR_KEY: serialize_value(cursor)})
+    _save_cursor(instance, serialize_value(cursor), _AUTOMATION_CURSOR_KEY)
 
 
 def _table_counts(url: str) -> list[str]:
