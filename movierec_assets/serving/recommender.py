@@ -1,9 +1,10 @@
 """The `Recommender`: top-N movies for a user, similar movies, and hot reload of new champions.
 
-One request = two indexed point queries (the user's feature row, the movies they rated), the user
-tower on one row (numpy replay), one matrix-vector product over all movies, a seen mask, and an
-exact top N. The serving state is immutable and replaced by a single reference assignment, so
-requests in flight keep the state they started with and never see a half-loaded one.
+Requests are answered in batches (`recommend_many`, `similar_many`; see scoring.py): the users'
+lookups, one tower forward pass, one matrix product over all movies, the seen masks and an exact
+top N per row. `recommend` and `similar` are batches of one through the same code. The served
+version is immutable and replaced by a single reference assignment, so a batch in flight keeps the
+version it started with and never sees a half-loaded one.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from movierec_assets.serving.scoring import recommend_users, similar_movies
+from movierec_assets.serving.served import Answer, Item, Recommendations, Served
 from movierec_assets.serving.state import ServingState, StateLoader, UserSource
-from movierec_assets.serving.topn import top_n
+
+__all__ = ["MAX_N", "Answer", "InvalidRequest", "Item", "NotFound", "NotReady", "Recommendations", "Recommender",
+           "from_database"]
 
 MAX_N = 100
 log = logging.getLogger(__name__)
@@ -35,27 +40,6 @@ class NotReady(RuntimeError):
     """No embeddings have been computed yet (materialize movie_embeddings first)."""
 
 
-@dataclass(frozen=True)
-class Item:
-    movie_id: int
-    title: str | None
-    year: int | None
-    genres: list[str]
-    score: float | None
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    model_version: str
-    cold_start: bool
-    items: list[Item]
-    user_id: int | None = None
-    movie_id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def check_id(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidRequest(f"{name} must be an integer, got {value!r}")
@@ -70,31 +54,39 @@ def check_n(n: Any) -> int:
     return int(n)
 
 
+Request = tuple[Any, Any]  # (id, n) as received: validated per request inside the batch
+
+
 class Recommender:
     def __init__(self, loader: StateLoader, users: UserSource, reload_every: float = 5.0) -> None:
         self.loader, self.users, self.reload_every = loader, users, reload_every
         self._reload_lock = threading.Lock()
         self._last_check = float("-inf")
-        self._state: ServingState | None = None
+        self._served: Served | None = None
         self.maybe_reload(force=True)
 
     # -- state ------------------------------------------------------------------------------------
     @property
-    def state(self) -> ServingState:
-        state = self._state
-        if state is None:
+    def served(self) -> Served:
+        served = self._served
+        if served is None:
             raise NotReady("no movie embeddings yet: materialize movie_embeddings first")
-        return state
+        return served
+
+    @property
+    def state(self) -> ServingState:
+        return self.served.state
 
     @property
     def version(self) -> str | None:
-        return self._state.version if self._state else None
+        return self._served.version if self._served else None
 
     def maybe_reload(self, force: bool = False) -> bool:
         """Swap in the servable version if it changed; checks at most every `reload_every` seconds.
 
-        The new state is built completely before one reference assignment replaces the old one.
-        A failed load keeps serving the old state and is retried at the next check.
+        The new version is built completely (state, padded matrices, JSON fragments) before one
+        reference assignment replaces the old one. A failed load keeps serving the old version
+        and is retried at the next check.
         """
         now = time.monotonic()
         if not force and now - self._last_check < self.reload_every:
@@ -106,9 +98,9 @@ class Recommender:
             version = self.loader.servable_version()
             if version is None or version == self.version:
                 return False
-            new_state = self.loader.load(version)
-            self._state = new_state
-            log.info("serving model version %s (%d movies)", version, len(new_state.store.movie_ids))
+            new = Served.build(self.loader.load(version))
+            self._served = new
+            log.info("serving model version %s (%d movies)", version, new.movies)
             return True
         except Exception:
             log.exception("reload failed; still serving %s", self.version)
@@ -119,61 +111,80 @@ class Recommender:
     # -- queries ----------------------------------------------------------------------------------
     def recommend(self, user_id: Any, n: Any = 10) -> Recommendations:
         """Top n unseen movies for a user; users without features get popular movies (cold_start)."""
-        user_id, n = check_id(user_id, "user_id"), check_n(n)
-        state = self.state
-        data = self.users.lookup(user_id)
-        seen = state.store.rows_of(data.seen)
-        seen = seen[seen >= 0]
-        if data.features is None:
-            rows = _popular(state, seen, n)
-            return Recommendations(state.version, True, _items(state, rows, None), user_id=user_id)
-        query = state.encoder.encode(state.scaler(data.features), user_id)
-        rows, scores = top_n(state.store.matrix, query, n, seen)
-        return Recommendations(state.version, False, _items(state, rows, scores), user_id=user_id)
+        return _one(self.recommend_many([(user_id, n)])).recommendations()
 
     def similar(self, movie_id: Any, n: Any = 10) -> Recommendations:
         """The n movies whose embeddings have the highest cosine with this movie's."""
-        movie_id, n = check_id(movie_id, "movie_id"), check_n(n)
-        state = self.state
-        row = int(state.store.rows_of(np.array([movie_id]))[0])
-        if row < 0:
-            raise NotFound(f"movie {movie_id} is not in model version {state.version}")
-        rows, scores = top_n(state.unit, state.unit[row], n, np.array([row]))
-        return Recommendations(state.version, False, _items(state, rows, scores), movie_id=movie_id)
+        return _one(self.similar_many([(movie_id, n)])).recommendations()
+
+    def recommend_many(self, requests: Sequence[Request]) -> list[Answer | Exception]:
+        """One answer or error per (user_id, n), in order; one model version for the whole batch.
+
+        Invalid input fails only its own request; a failure shared by the batch (no embeddings,
+        database down) is every request's error.
+        """
+        out: list[Answer | Exception] = [InvalidRequest("unanswered")] * len(requests)
+        valid: list[tuple[int, tuple[int, int]]] = []
+        for i, (user_id, n) in enumerate(requests):
+            try:
+                valid.append((i, (check_id(user_id, "user_id"), check_n(n))))
+            except InvalidRequest as exc:
+                out[i] = exc
+        if valid:
+            try:
+                answers = recommend_users(self.served, self.users, [r for _, r in valid])
+            except Exception as exc:  # noqa: BLE001 - shared by the batch: each request reports it
+                answers = [exc] * len(valid)  # type: ignore[list-item]
+            for (i, _), answer in zip(valid, answers, strict=True):
+                out[i] = answer
+        return out
+
+    def similar_many(self, requests: Sequence[Request]) -> list[Answer | Exception]:
+        """One answer or error (InvalidRequest, NotFound, NotReady) per (movie_id, n), in order."""
+        out: list[Answer | Exception] = [InvalidRequest("unanswered")] * len(requests)
+        try:
+            served = self.served
+        except NotReady as exc:
+            return [exc] * len(requests)
+        valid: list[tuple[int, tuple[int, int]]] = []
+        for i, (movie_id, n) in enumerate(requests):
+            try:
+                movie_id, n = check_id(movie_id, "movie_id"), check_n(n)
+                row = int(served.state.store.rows_of(np.array([movie_id]))[0])
+                if row < 0:
+                    raise NotFound(f"movie {movie_id} is not in model version {served.version}")
+                valid.append((i, (row, n)))
+            except (InvalidRequest, NotFound) as exc:
+                out[i] = exc
+        if valid:
+            for (i, _), answer in zip(valid, similar_movies(served, [r for _, r in valid]), strict=True):
+                out[i] = answer
+        return out
 
     def health(self) -> dict[str, Any]:
-        state = self._state
-        if state is None:
+        served = self._served
+        if served is None:
             return {"status": "no_embeddings", "model_version": None, "embeddings_age_seconds": None}
-        age = time.time() - state.store.created_at.timestamp()
+        store = served.state.store
         return {
             "status": "ok",
-            "model_version": state.version,
-            "embeddings_age_seconds": round(age, 3),
-            "movies": int(len(state.store.movie_ids)),
-            "dims": state.store.dims,
+            "model_version": served.version,
+            "embeddings_age_seconds": round(time.time() - store.created_at.timestamp(), 3),
+            "movies": served.movies,
+            "dims": store.dims,
         }
 
 
-def _popular(state: ServingState, seen_rows: np.ndarray, n: int) -> np.ndarray:
-    popular = state.catalog.popular_rows
-    if len(seen_rows) == 0:
-        return popular[:n]
-    # Only the first n + |seen| popular movies can survive the mask.
-    head = popular[: n + len(seen_rows)]
-    return head[~np.isin(head, seen_rows)][:n]
-
-
-def _items(state: ServingState, rows: np.ndarray, scores: np.ndarray | None) -> list[Item]:
-    cat, ids = state.catalog, state.store.movie_ids
-    return [
-        Item(int(ids[r]), cat.titles[r], cat.years[r], cat.genres[r], None if scores is None else float(scores[i]))
-        for i, r in enumerate(rows.tolist())
-    ]
+def _one(results: list[Answer | Exception]) -> Answer:
+    (result,) = results
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def from_database(url: str, reload_every: float = 5.0) -> Recommender:
     """A Recommender on the real server: the champion's embeddings and user tower, live user data."""
-    from movierec_assets.serving.state import PostgresStateLoader, PostgresUserSource
+    from movierec_assets.serving.state import PostgresStateLoader
+    from movierec_assets.serving.users import PostgresBatchUserSource
 
-    return Recommender(PostgresStateLoader(url), PostgresUserSource(url), reload_every)
+    return Recommender(PostgresStateLoader(url), PostgresBatchUserSource(url), reload_every)

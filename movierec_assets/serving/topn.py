@@ -64,24 +64,24 @@ def top_n(
 def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-row top n of a (B, Mpad) score block (masked, padding -inf); pads with -1 / -inf.
 
-    The n-th largest chunk maximum is a lower bound of each row's n-th largest score, so comparing
-    against it keeps every winner and every tie at the cut, while costing two cheap passes instead of
-    a per-row argpartition.
+    Columns are split into CHUNK-strided groups (j, j+G, j+2G, ...; G = Mpad / CHUNK): each group's
+    maximum is then an elementwise max over CHUNK contiguous slices, a SIMD pass ~8x cheaper than a
+    max over contiguous runs. The n-th largest group maximum is a lower bound of each row's n-th
+    largest score, so comparing against it keeps every winner and every tie at the cut.
     """
     b, mp = scores.shape
-    blocks = scores.reshape(b, mp // CHUNK, CHUNK)
-    chunk_max = blocks.max(axis=2)
-    n_chunks = chunk_max.shape[1]
-    if n <= n_chunks:
-        bound = np.partition(chunk_max, n_chunks - n, axis=1)[:, n_chunks - n]
+    g = mp // CHUNK
+    group_max = scores.reshape(b, CHUNK, g).max(axis=1)
+    if n <= g:
+        bound = np.partition(group_max, g - n, axis=1)[:, g - n]
         bound = np.maximum(bound, _LOWEST)  # never admit masked (-inf) movies
-    else:  # fewer chunks than n: no useful bound, every finite score competes
+    else:  # fewer groups than n: no useful bound, every finite score competes
         bound = np.full(b, _LOWEST, dtype=np.float32)
-    # Only chunks whose maximum reaches the bound can hold candidates: gather just those.
-    r, ch = np.nonzero(chunk_max >= bound[:, None])
+    # Only groups whose maximum reaches the bound can hold candidates: gather just those.
+    r, grp = np.nonzero(group_max >= bound[:, None])
+    c = (grp[:, None] + np.arange(CHUNK) * g).reshape(-1)
     r = np.repeat(r, CHUNK)
-    c = (ch[:, None] * CHUNK + np.arange(CHUNK)).reshape(-1)
-    s = blocks[r[::CHUNK], ch].reshape(-1)
+    s = scores[r, c]
     keep = s >= bound[r]
     r, c, s = r[keep], c[keep], s[keep]
     order = np.lexsort((c, -s, r))
@@ -93,6 +93,31 @@ def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     out_rows[r[keep], rank[keep]] = c[keep]
     out_vals[r[keep], rank[keep]] = s[keep]
     return out_rows, out_vals
+
+
+def scores_for(et: np.ndarray, m: int, queries: np.ndarray) -> np.ndarray:
+    """(B, Mpad) float32 `queries @ E.T` over a `padded_transpose` of m movies; padding is -inf.
+
+    Every row is computed by the same GEMM kernel whatever the batch size, so a query scores the
+    same bits alone or in a batch. A single query is therefore padded to two rows: OpenBLAS hands
+    one-row products to gemv, whose sums differ from gemm's in the last bit (measured).
+    """
+    q = np.asarray(queries, dtype=np.float32).reshape(-1, et.shape[0])
+    single = q.shape[0] == 1
+    scores = (np.concatenate([q, q]) if single else q) @ et
+    scores = scores[:1] if single else scores
+    scores[:, m:] = NEG_INF
+    return scores
+
+
+def mask_rows(scores: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> None:
+    """Sets every seen (row, movie) of a CSR (indptr, indices) over the score rows to -inf."""
+    _mask_block(scores, 0, *seen)
+
+
+def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n of every row of a masked (B, Mpad) score block: (rows, scores), -1 / -inf padded."""
+    return _block_top_n(scores, n)
 
 
 def padded_transpose(embeddings: np.ndarray) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""The batched serving path: many users (or movies) answered by one pass over the movie matrix.
+
+For a batch of user requests: one lookup per user (or one for all, when the source can), one
+feature scaling and one tower forward for every user with features, one GEMM against all movies,
+the seen mask, and an exact top N per row. A single request is a batch of one through the same
+code, so batched and unbatched answers are identical (same items, order and score bits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from movierec_assets.serving.served import Answer, Served
+from movierec_assets.serving.state import UserData, UserSource
+from movierec_assets.serving.topn import mask_rows, scores_for, top_n_rows
+
+
+def lookup_many(users: UserSource, user_ids: list[int]) -> list[UserData]:
+    """Every user's data, in one round trip when the source supports it."""
+    many = getattr(users, "lookup_many", None)
+    if many is not None:
+        return list(many(user_ids))
+    return [users.lookup(u) for u in user_ids]
+
+
+def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
+    """(B, d) user embeddings: one forward pass when the encoder has one, else row by row."""
+    forward = getattr(encoder, "forward", None)
+    if forward is None:
+        return np.stack([encoder.encode(x[i : i + 1], int(u)) for i, u in enumerate(user_ids)])
+    single = len(x) == 1  # pad to two rows: every row then goes through the same GEMM kernels
+    out = forward(np.concatenate([x, x]), np.concatenate([user_ids, user_ids])) if single else forward(x, user_ids)
+    return np.asarray(out[:1] if single else out, dtype=np.float32)
+
+
+def user_scores(served: Served, queries: np.ndarray) -> np.ndarray:
+    """(B, Mpad) ranking scores of users against every movie: E @ u for each user."""
+    return scores_for(served.et, served.movies, queries)
+
+
+def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
+    popular = served.state.catalog.popular_rows
+    # Only the first n + |seen| popular movies can survive the mask.
+    head = popular[: n + len(seen_rows)]
+    return head[~np.isin(head, seen_rows)][:n].tolist()
+
+
+def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[int, int]]) -> list[Answer]:
+    """Answers for validated (user_id, n) requests, in order, all from one model version."""
+    store = served.state.store
+    data = lookup_many(users, [u for u, _ in requests])
+    seen = [store.rows_of(d.seen) for d in data]
+    seen = [s[s >= 0] for s in seen]
+    answers: list[Answer | None] = [None] * len(requests)
+    warm = [i for i, d in enumerate(data) if d.features is not None]
+    for i, d in enumerate(data):
+        if d.features is None:  # no features yet: popular movies (cold start)
+            answers[i] = Answer(served, True, popular_rows(served, seen[i], requests[i][1]), None, user_id=requests[i][0])
+    if warm:
+        frame = pl.concat([data[i].features for i in warm], how="vertical_relaxed")  # type: ignore[misc]
+        ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
+        queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
+        scores = user_scores(served, queries)
+        lengths = np.array([len(seen[i]) for i in warm], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        mask_rows(scores, (indptr, np.concatenate([seen[i] for i in warm]).astype(np.int64)))
+        rows, vals = top_n_rows(scores, max(requests[i][1] for i in warm))
+        for k, i in enumerate(warm):
+            user_id, n = requests[i]
+            keep = rows[k, :n] >= 0
+            answers[i] = Answer(served, False, rows[k, :n][keep].tolist(), vals[k, :n][keep].tolist(), user_id=user_id)
+    return answers  # type: ignore[return-value]
+
+
+def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[Answer]:
+    """Answers for (movie row, n) requests: highest cosine first, the movie itself excluded."""
+    unit = served.state.unit
+    scores = scores_for(served.unit_t, served.movies, unit[[row for row, _ in requests]])
+    indptr = np.arange(len(requests) + 1, dtype=np.int64)
+    mask_rows(scores, (indptr, np.array([row for row, _ in requests], dtype=np.int64)))
+    rows, vals = top_n_rows(scores, max(n for _, n in requests))
+    ids = served.state.store.movie_ids
+    answers = []
+    for k, (row, n) in enumerate(requests):
+        keep = rows[k, :n] >= 0
+        answers.append(Answer(served, False, rows[k, :n][keep].tolist(), vals[k, :n][keep].tolist(),
+                              movie_id=int(ids[row])))
+    return answers

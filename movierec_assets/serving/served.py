@@ -1,0 +1,106 @@
+"""What one model version is served from, and answers in their compact form.
+
+`Served` wraps an immutable `ServingState` with what the batched path needs, all built before the
+version is swapped in: the movie matrices transposed and padded for one GEMM per batch, and every
+movie's JSON fragment (id, title, year, genres) so a response is rendered by string joins instead
+of per-item model validation. An `Answer` holds rows and scores; it becomes the public
+`Recommendations` (CLI, Python API) or response bytes (HTTP) on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from movierec_assets.serving.state import ServingState
+from movierec_assets.serving.topn import padded_transpose
+
+
+@dataclass(frozen=True)
+class Item:
+    movie_id: int
+    title: str | None
+    year: int | None
+    genres: list[str]
+    score: float | None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    model_version: str
+    cold_start: bool
+    items: list[Item]
+    user_id: int | None = None
+    movie_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fragment(movie_id: int, title: str | None, year: int | None, genres: list[str]) -> str:
+    """An item's JSON object up to (and including) the `"score":` key, for string assembly."""
+    head = json.dumps({"movie_id": movie_id, "title": title, "year": year, "genres": genres},
+                      ensure_ascii=False, separators=(",", ":"))
+    return head[:-1] + ',"score":'
+
+
+@dataclass(frozen=True)
+class Served:
+    state: ServingState
+    et: np.ndarray  # (d, Mpad) movie embeddings, transposed and padded: user scores
+    unit_t: np.ndarray  # (d, Mpad) the unit rows likewise: cosine between movies
+    fragments: list[str]  # per movie row: its JSON object without the score value
+
+    @classmethod
+    def build(cls, state: ServingState) -> Served:
+        cat, ids = state.catalog, state.store.movie_ids.tolist()
+        fragments = [_fragment(*row) for row in zip(ids, cat.titles, cat.years, cat.genres, strict=True)]
+        return cls(state, padded_transpose(state.store.matrix), padded_transpose(state.unit), fragments)
+
+    @property
+    def version(self) -> str:
+        return self.state.version
+
+    @property
+    def movies(self) -> int:
+        return len(self.state.store.movie_ids)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's result: movie rows best first and their scores (None for popularity)."""
+
+    served: Served
+    cold_start: bool
+    rows: list[int]
+    scores: list[float] | None
+    user_id: int | None = None
+    movie_id: int | None = None
+
+    def recommendations(self) -> Recommendations:
+        state = self.served.state
+        cat, ids = state.catalog, state.store.movie_ids
+        items = [
+            Item(int(ids[r]), cat.titles[r], cat.years[r], cat.genres[r], None if self.scores is None else self.scores[i])
+            for i, r in enumerate(self.rows)
+        ]
+        return Recommendations(state.version, self.cold_start, items, self.user_id, self.movie_id)
+
+    def to_json(self) -> bytes:
+        """The `Recommendations` JSON (same keys, order and values as its pydantic rendering)."""
+        frags = self.served.fragments
+        if self.scores is None:
+            items = ",".join(frags[r] + "null}" for r in self.rows)
+        else:
+            items = ",".join(f"{frags[r]}{s!r}}}" for r, s in zip(self.rows, self.scores, strict=True))
+        head = json.dumps(self.served.version)
+        tail = f'"user_id":{_num(self.user_id)},"movie_id":{_num(self.movie_id)}'
+        cold = "true" if self.cold_start else "false"
+        return f'{{"model_version":{head},"cold_start":{cold},"items":[{items}],{tail}}}'.encode()
+
+
+def _num(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
