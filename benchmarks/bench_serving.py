@@ -1,26 +1,29 @@
 """Benchmark: serving at ml-32m size (87,585 movies x 64 dims, 200k users).
 
-Run: `python -m benchmarks.bench_serving [--users 200000] [--requests 2000] [--http-seconds 10]`.
+Run: `python -m benchmarks.bench_serving [--backend postgres|memory] [--users 200000] [--requests 2000]
+[--http-seconds 10] [--repeats 3] [--rates 500,1000,2000] [--workers 1] [--skip inproc,http,batch]`.
 
-1. In-process top 10 for one user through `Recommender.recommend`: user lookup (in memory; the
-   PostgreSQL point queries are measured separately when a server is given), feature scaling, the
-   user tower's forward pass (numpy replay of a [256, 128] -> 64 tower), the seen mask and the exact
-   top N. Ceiling: bare `E @ u` + `np.argpartition`.
-2. HTTP: uvicorn serving the same Recommender in its own process; a load generator in another
-   process (asyncio + httpx, 50 concurrent clients): closed loop (as fast as possible) and open
-   loop at fixed request rates. Zero errors required.
+1. In-process top 10 for one user through `Recommender.recommend`: user lookup (PostgreSQL point
+   queries, or memory), feature scaling, the user tower's forward pass (numpy replay of a
+   [256, 128] -> 64 tower), the seen mask and the exact top N. Ceiling: bare `E @ u` +
+   `np.argpartition`. Also `recommend_many` on batches of 16, 50 and 128 users (what the HTTP
+   batcher runs).
+2. HTTP: uvicorn (uvloop, httptools) serving the same Recommender in its own process, requests
+   micro-batched; a lean load generator (benchmarks/serving_load.py: raw asyncio keep-alive
+   HTTP/1.1, 50 connections) in another process. Closed loop (as fast as answers come) on the
+   recommendations and, as the client+server ceiling, on /health, alternated `--repeats` times
+   (medians reported); then open loop at fixed request rates. Zero errors required.
 3. Batch: top 10 for every user with blocked matrix products (`top_n_batch`). Ceiling: the bare
    blocked matrix products alone.
 
-Embeddings are random and L2-normalised; results go to benchmarks/results/serving.json.
+Embeddings are random and L2-normalised; results go to benchmarks/results/serving.json (postgres)
+or serving_memory.json (memory). Record `uptime` load with the numbers: the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -47,14 +50,15 @@ def feature_columns() -> list[str]:
 
 def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-untyped-def]
     """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies)."""
-    from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource, random_state, random_tower
+    from movierec_assets.serving.memory import MemoryStateLoader, random_state, random_tower
+    from movierec_assets.serving.users import MemoryBatchUserSource
 
     rng = np.random.default_rng(SEED)
     columns = feature_columns()
     movie_ids = np.arange(1, n_movies + 1, dtype=np.int64)
     tower = random_tower(rng, len(columns), TOWER, DIMS)
     state = random_state("bench", movie_ids, DIMS, tower, columns, rng)
-    users = MemoryUserSource(columns)
+    users = MemoryBatchUserSource(columns)
     counts = np.minimum(rng.lognormal(np.log(SEEN_MEAN) - 0.7, 1.2, n_users).astype(np.int64) + 1, n_movies)
     feats = rng.standard_normal((n_users, len(columns))).astype(np.float32)
     for u in range(n_users):
@@ -185,7 +189,16 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
         t = time.perf_counter()
         users.lookup(int(u))
         lookups.append(time.perf_counter() - t)
-    out = {"backend": "postgres" if url else "memory", "encoder": type(state.encoder).__name__,
+    batched = {}
+    for size in (16, 50, 128):
+        times = []
+        for k in range(max(5, requests // (4 * size))):
+            batch = [(int(u), 10) for u in ids[(k * size) % len(ids) :][:size]]
+            t = time.perf_counter()
+            rec.recommend_many(batch)
+            times.append(time.perf_counter() - t)
+        batched[str(size)] = {**percentiles(times), "users_per_second": size / float(np.median(times))}
+    out = {"backend": "postgres" if url else "memory", "encoder": type(state.encoder).__name__, "batched": batched,
            "recommend": percentiles(full), "ceiling_matvec_argpartition": percentiles(ceiling),
            "scale_and_tower": percentiles(tower), "user_lookup": percentiles(lookups)}
     out["ratio_p50"] = out["ceiling_matvec_argpartition"]["p50_ms"] / out["recommend"]["p50_ms"]
@@ -221,58 +234,24 @@ def bench_batch(n_users: int) -> dict:
 def make_app():  # type: ignore[no-untyped-def]
     """uvicorn --factory entry point: the API over an in-memory Recommender at ml-32m size."""
     from movierec_assets.serving.api import create_app
+    from movierec_assets.serving.blas import set_blas_threads
     from movierec_assets.serving.recommender import Recommender
 
+    set_blas_threads(int(os.environ.get("BENCH_SERVING_BLAS_THREADS", "1")))  # as `movierec serve` does
+    options = {"max_batch": int(os.environ.get("BENCH_SERVING_MAX_BATCH", "128")),
+               "max_wait_s": float(os.environ.get("BENCH_SERVING_MAX_WAIT_MS", "1")) / 1e3,
+               "batch_workers": int(os.environ.get("BENCH_SERVING_BATCH_WORKERS", "1"))}
     if os.environ.get("BENCH_SERVING_BACKEND") == "postgres":
         from movierec_assets.serving.recommender import from_database
 
         url = os.environ["MOVIEREC_DATABASE_URL"]
-        return create_app(lambda: from_database(url, reload_every=3600))
+        return create_app(lambda: from_database(url, reload_every=3600), **options)
     n_users = int(os.environ.get("BENCH_SERVING_USERS", "200000"))
     loader, users, _ = build_world(n_users)
-    return create_app(lambda: Recommender(loader, users, reload_every=3600))
+    return create_app(lambda: Recommender(loader, users, reload_every=3600), **options)
 
 
-async def _load(base: str, clients: int, seconds: float, rate: float | None, n_users: int) -> dict:
-    import httpx
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-
-        async def one(worker: int) -> None:
-            rng = np.random.default_rng(worker)
-            interval = clients / rate if rate else 0.0
-            next_at = time.perf_counter() + rng.random() * interval
-            while True:
-                if interval:
-                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-                    next_at += interval
-                start = time.perf_counter()
-                if start >= stop_at:
-                    return
-                try:
-                    r = await client.get(f"/users/{int(rng.integers(1, n_users + 1))}/recommendations?n=10")
-                    if r.status_code != 200:
-                        errors.append(str(r.status_code))
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                latencies.append(time.perf_counter() - start)
-
-        t = time.perf_counter()
-        await asyncio.gather(*(one(w) for w in range(clients)))
-        elapsed = time.perf_counter() - t
-    return {**percentiles(latencies), "errors": len(errors), "first_errors": errors[:3],
-            "requests_per_second": len(latencies) / elapsed, "clients": clients, "target_rate": rate}
-
-
-def _load_process(base: str, clients: int, seconds: float, rate: float | None, n_users: int, q: mp.Queue) -> None:
-    q.put(asyncio.run(_load(base, clients, seconds, rate, n_users)))
-
-
-def bench_http(n_users: int, seconds: float, rates: list[float | None], backend: str) -> dict:
+def start_server(n_users: int, backend: str, workers: int) -> tuple[subprocess.Popen, int]:
     import httpx
 
     from movierec_assets_tests.serving.helpers import free_port
@@ -281,55 +260,93 @@ def bench_http(n_users: int, seconds: float, rates: list[float | None], backend:
     env = {**os.environ, "BENCH_SERVING_USERS": str(n_users), "BENCH_SERVING_BACKEND": backend}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.bench_serving:make_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+         "--workers", str(workers)],
         env=env, cwd=Path(__file__).resolve().parents[1],
     )
-    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("status") == "ok":
+                return server, port
+        except (httpx.HTTPError, ValueError):
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise RuntimeError("benchmark server did not start")
+        time.sleep(0.5)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median p99 (its own p50/throughput, not a mix of runs)."""
+    return sorted(runs, key=lambda r: r["p99_ms"])[len(runs) // 2]
+
+
+def bench_http(n_users: int, seconds: float, rates: list[float | None], backend: str, repeats: int,
+               workers: int) -> dict:
+    """Closed loop on /health (ceiling) and on recommendations, alternated `repeats` times; then
+    the open-loop rates. 50 clients from their own process (serving_load)."""
+    from benchmarks.serving_load import run_load
+
+    server, port = start_server(n_users, backend, workers)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("benchmark server did not start")
-            time.sleep(0.5)
-        runs = []
-        for rate in rates:
-            ctx = mp.get_context("spawn")
-            q = ctx.Queue()
-            p = ctx.Process(target=_load_process, args=(base, 50, seconds, rate, n_users, q))
-            p.start()
-            runs.append(q.get())
-            p.join()
-        return {"backend": backend, "runs": runs}
+        closed: dict[str, list[dict]] = {"health": [], "users": []}
+        for _ in range(repeats):
+            for kind in ("health", "users"):
+                closed[kind].append({**run_load("127.0.0.1", port, kind, n_users, 50, seconds),
+                                     "load_avg": os.getloadavg()[0]})
+        rated = [run_load("127.0.0.1", port, "users", n_users, 50, seconds, rate) for rate in rates if rate]
     finally:
         server.terminate()
         server.wait(30)
+    users, health = median_run(closed["users"]), median_run(closed["health"])
+    rps = [r["requests_per_second"] for r in closed["users"]]
+    ceiling = [r["requests_per_second"] for r in closed["health"]]
+    return {"backend": backend, "server_workers": workers, "client": "raw asyncio HTTP/1.1 keep-alive (uvloop)",
+            "closed_loop": users, "closed_loop_ceiling_health": health,
+            "closed_loop_medians": {"p50_ms": float(np.median([r["p50_ms"] for r in closed["users"]])),
+                                    "p99_ms": float(np.median([r["p99_ms"] for r in closed["users"]])),
+                                    "requests_per_second": float(np.median(rps)),
+                                    "health_requests_per_second": float(np.median(ceiling)),
+                                    "errors_total": sum(r["errors"] for r in closed["users"])},
+            "ratio_throughput_vs_health": float(np.median(rps) / np.median(ceiling)),
+            "closed_loop_runs": closed["users"], "health_runs": closed["health"], "open_loop": rated}
+
+
+def _row(label: str, p50: float, p99: float, extra: str = "") -> str:
+    return f"{label:<52} {p50:8.3f} {p99:8.3f} {extra}"
 
 
 def table(results: dict) -> str:
-    ip, b = results["in_process"], results["batch"]
-    lines = [
-        f"{'measure':<52} {'p50 ms':>8} {'p99 ms':>8} {'target':>16}",
-        f"{'in-process recommend (tower + mask + top10)':<52} {ip['recommend']['p50_ms']:8.3f} "
-        f"{ip['recommend']['p99_ms']:8.3f} {'p50<=2 p99<=10':>16}",
-        f"{'  ceiling: bare E@u + argpartition':<52} {ip['ceiling_matvec_argpartition']['p50_ms']:8.3f} "
-        f"{ip['ceiling_matvec_argpartition']['p99_ms']:8.3f} {'ratio':>10} {ip['ratio_p50']:5.2f}",
-        f"{'  part: scale + user tower (' + ip['encoder'] + ')':<52} {ip['scale_and_tower']['p50_ms']:8.3f} "
-        f"{ip['scale_and_tower']['p99_ms']:8.3f}",
-        f"{'  part: user lookup (' + ip['backend'] + ')':<52} {ip['user_lookup']['p50_ms']:8.3f} "
-        f"{ip['user_lookup']['p99_ms']:8.3f}",
-    ]
-    for run in results.get("http", {}).get("runs", []):
-        mode = "closed loop" if not run["target_rate"] else f"{run['target_rate']:.0f} req/s"
-        label = f"HTTP 50 clients, {mode}"
-        lines.append(f"{label:<52} {run['p50_ms']:8.3f} {run['p99_ms']:8.3f} {'p99<=20, 0 err':>16}"
-                     f"  ({run['requests_per_second']:.0f} req/s, {run['errors']} errors)")
-    lines.append(f"batch top10 for {b['users']} users: {b['seconds']:.1f} s (target <= 120 s); bare matmul "
-                 f"{b['ceiling_bare_matmul_seconds']:.1f} s, ratio {b['ratio']:.2f}")
+    lines = [f"{'measure':<52} {'p50 ms':>8} {'p99 ms':>8} target / notes"]
+    if ip := results.get("in_process"):
+        lines += [
+            _row("in-process recommend (tower + mask + top10)", ip["recommend"]["p50_ms"], ip["recommend"]["p99_ms"],
+                 "p50<=2 p99<=10"),
+            _row("  ceiling: bare E@u + argpartition", ip["ceiling_matvec_argpartition"]["p50_ms"],
+                 ip["ceiling_matvec_argpartition"]["p99_ms"], f"ratio {ip['ratio_p50']:.2f}"),
+            _row(f"  part: scale + user tower ({ip['encoder']})", ip["scale_and_tower"]["p50_ms"],
+                 ip["scale_and_tower"]["p99_ms"]),
+            _row(f"  part: user lookup ({ip['backend']})", ip["user_lookup"]["p50_ms"], ip["user_lookup"]["p99_ms"]),
+        ]
+        for size, run in ip.get("batched", {}).items():
+            lines.append(_row(f"in-process batch of {size} (per batch)", run["p50_ms"], run["p99_ms"],
+                              f"{run['users_per_second']:.0f} users/s"))
+    if http := results.get("http"):
+        med = http["closed_loop_medians"]
+        lines.append(_row(f"HTTP 50 clients closed loop (median of {len(http['closed_loop_runs'])})", med["p50_ms"],
+                          med["p99_ms"], f"p99<=20, 0 err ({med['requests_per_second']:.0f} req/s, "
+                          f"{med['errors_total']} errors)"))
+        h = http["closed_loop_ceiling_health"]
+        lines.append(_row("  ceiling: same load on /health", h["p50_ms"], h["p99_ms"],
+                          f"{med['health_requests_per_second']:.0f} req/s; "
+                          f"ratio {http['ratio_throughput_vs_health']:.2f}"))
+        for run in http["open_loop"]:
+            lines.append(_row(f"HTTP 50 clients, open loop {run['target_rate']:.0f} req/s", run["p50_ms"],
+                              run["p99_ms"], f"({run['requests_per_second']:.0f} req/s, {run['errors']} errors)"))
+    if b := results.get("batch"):
+        lines.append(f"batch top10 for {b['users']} users: {b['seconds']:.1f} s (target <= 120 s); bare matmul "
+                     f"{b['ceiling_bare_matmul_seconds']:.1f} s, ratio {b['ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -338,13 +355,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--http-seconds", type=float, default=10.0)
-    parser.add_argument("--rates", default="closed,100,200,300", help="comma list: 'closed' or req/s")
+    parser.add_argument("--repeats", type=int, default=3, help="closed-loop runs (recommendations and /health)")
+    parser.add_argument("--rates", default="500,1000,2000", help="comma list of open-loop req/s")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: inproc,http,batch")
     parser.add_argument("--backend", choices=["postgres", "memory"], default="postgres",
                         help="user lookups from a real PostgreSQL (default) or from memory")
+    parser.add_argument("--out", type=Path, help="results file (default: serving.json, serving_memory.json)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    rates = [None if r == "closed" else float(r) for r in args.rates.split(",")]
+    rates = [float(r) for r in args.rates.split(",") if r and r != "closed"]
+    out = args.out or (RESULTS if args.backend == "postgres" else RESULTS.with_name("serving_memory.json"))
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "numpy": np.__version__, "load_avg_start": os.getloadavg()},
                      "movies": N_MOVIES, "dims": DIMS, "users": args.users}
@@ -359,18 +380,17 @@ def main() -> None:
     if "batch" not in skip:
         results["batch"] = bench_batch(args.users)
     if "http" not in skip:
-        results["http"] = bench_http(args.users, args.http_seconds, rates, args.backend)
+        results["http"] = bench_http(args.users, args.http_seconds, rates, args.backend, args.repeats, args.workers)
     results["machine"]["load_avg_end"] = os.getloadavg()
     if url and not os.environ.get("BENCH_SERVING_HOME"):
         from movierec_assets.db.embedded import EmbeddedPostgres
 
         EmbeddedPostgres().stop()
         shutil.rmtree(os.environ["MOVIEREC_HOME"], ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    if {"in_process", "batch"} <= results.keys():
-        print(table(results))
-    print(f"wrote {RESULTS}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

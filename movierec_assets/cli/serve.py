@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import click
+
+_CONFIG_ENV = "MOVIEREC_SERVE_CONFIG"  # how worker processes receive the options
+
+
+def app_from_env():  # type: ignore[no-untyped-def]
+    """uvicorn factory (in every worker process): the API over the champion, options from the env.
+
+    Each worker loads the embeddings itself and polls for new champions itself, so hot reload
+    works in every worker.
+    """
+    from movierec_assets.serving.api import create_app
+    from movierec_assets.serving.blas import set_blas_threads
+    from movierec_assets.serving.recommender import from_database
+
+    config = json.loads(os.environ[_CONFIG_ENV])
+    set_blas_threads(config["blas_threads"])  # parallelism comes from batches, not BLAS threads
+    url, reload_every = config["url"], config["reload_every"]
+    return create_app(lambda: from_database(url, reload_every), max_batch=config["max_batch"],
+                      max_wait_s=config["max_wait_ms"] / 1e3, batch_workers=config["batch_workers"])
 
 
 @click.command()
@@ -10,15 +32,28 @@ import click
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--reload-every", default=5.0, show_default=True, type=float,
               help="Seconds between checks for a new champion's embeddings.")
-def serve(host: str, port: int, reload_every: float) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes; each loads the embeddings and hot-reloads on its own.")
+@click.option("--max-batch", default=128, show_default=True, type=click.IntRange(1, 4096),
+              help="Most concurrent requests answered by one batched matrix product.")
+@click.option("--max-wait-ms", default=1.0, show_default=True, type=click.FloatRange(0, 100),
+              help="Longest a request waits for others to join its batch.")
+@click.option("--batch-workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Batches computed at once (threads per process).")
+@click.option("--blas-threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="OpenBLAS threads per matrix product.")
+def serve(host: str, port: int, reload_every: float, workers: int, max_batch: int, max_wait_ms: float,
+          batch_workers: int, blas_threads: int) -> None:
     """Serve /users/{id}/recommendations, /movies/{id}/similar, /health and /docs."""
     import uvicorn
 
     from movierec_assets.db.migrations import prepare_database
-    from movierec_assets.serving.api import create_app
-    from movierec_assets.serving.recommender import from_database
 
     url = prepare_database()
-    app = create_app(lambda: from_database(url, reload_every))
-    click.echo(f"movierec API on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    os.environ[_CONFIG_ENV] = json.dumps({
+        "url": url, "reload_every": reload_every, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+        "batch_workers": batch_workers, "blas_threads": blas_threads,
+    })
+    click.echo(f"movierec API on http://{host}:{port} (docs at /docs, {workers} worker(s))")
+    uvicorn.run("movierec_assets.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", log_level="info", access_log=False)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.serving.batcher import MAX_BATCH, MAX_WAIT_S, Batcher
+from movierec_assets.serving.fastpath import INT32_MAX, FastPath
 from movierec_assets.serving.recommender import (
     MAX_N,
     Answer,
@@ -30,7 +31,6 @@ from movierec_assets.serving.recommender import (
     Recommender,
 )
 
-INT32_MAX = 2**31 - 1
 RELOAD_POLL_S = 1.0
 
 
@@ -64,8 +64,14 @@ MovieId = Annotated[int, Path(ge=0, le=INT32_MAX)]
 
 
 def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: float = RELOAD_POLL_S, *,
-               max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S, batch_workers: int = 1) -> FastAPI:
-    """The API around a Recommender built at startup; a background task polls for new champions."""
+               max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S, batch_workers: int = 1,
+               fast_path: bool = True) -> FastAPI:
+    """The API around a Recommender built at startup; a background task polls for new champions.
+
+    Concurrent requests are coalesced into batches of up to `max_batch`, waiting at most
+    `max_wait_s` for company, on `batch_workers` threads. `fast_path` answers well-formed hot
+    requests without FastAPI's per-request machinery (see fastpath.py).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +80,7 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
         options = {"max_batch": max_batch, "max_wait_s": max_wait_s, "workers": batch_workers}
         app.state.users = Batcher(recommender.recommend_many, name="users", **options)
         app.state.similar = Batcher(recommender.similar_many, name="similar", **options)
+        app.state.health_json = lambda: HealthOut(**recommender.health()).model_dump_json().encode()
         task = asyncio.create_task(_reload_loop(recommender, reload_poll_s))
         try:
             yield
@@ -86,6 +93,8 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
 
     app = FastAPI(title="movierec", version="1", lifespan=lifespan,
                   description="Two-tower movie recommendations from the champion model.")
+    if fast_path:
+        app.add_middleware(FastPath, owner=app)
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
              responses={503: {"description": "no embeddings yet"}})

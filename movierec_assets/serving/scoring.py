@@ -12,19 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from movierec_assets.serving.served import Answer, Served
-from movierec_assets.serving.state import UserData, UserSource
+from movierec_assets.serving.state import UserSource
 from movierec_assets.serving.topn import mask_rows, scores_for, top_n_rows
-
-
-def lookup_many(users: UserSource, user_ids: list[int]) -> list[UserData]:
-    """Every user's data, in one round trip when the source supports it."""
-    many = getattr(users, "lookup_many", None)
-    if many is not None:
-        return list(many(user_ids))
-    return [users.lookup(u) for u in user_ids]
+from movierec_assets.serving.users import lookup_many
 
 
 def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
@@ -51,28 +43,33 @@ def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
 
 def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[int, int]]) -> list[Answer]:
     """Answers for validated (user_id, n) requests, in order, all from one model version."""
-    store = served.state.store
     data = lookup_many(users, [u for u, _ in requests])
-    seen = [store.rows_of(d.seen) for d in data]
-    seen = [s[s >= 0] for s in seen]
+    # Every seen movie of the batch mapped to its row in one search; owner = request index.
+    owner = np.repeat(np.arange(len(requests)), [len(s) for s in data.seen])
+    seen = served.state.store.rows_of(np.concatenate(data.seen)) if len(owner) else owner
+    owner, seen = owner[seen >= 0], seen[seen >= 0]
     answers: list[Answer | None] = [None] * len(requests)
-    warm = [i for i, d in enumerate(data) if d.features is not None]
-    for i, d in enumerate(data):
-        if d.features is None:  # no features yet: popular movies (cold start)
-            answers[i] = Answer(served, True, popular_rows(served, seen[i], requests[i][1]), None, user_id=requests[i][0])
-    if warm:
-        frame = pl.concat([data[i].features for i in warm], how="vertical_relaxed")  # type: ignore[misc]
+    warm = [i for i, row in enumerate(data.row) if row is not None]
+    for i, row in enumerate(data.row):
+        if row is None:  # no features yet: popular movies (cold start)
+            user_id, n = requests[i]
+            answers[i] = Answer(served, True, popular_rows(served, seen[owner == i], n), None, user_id=user_id)
+    if warm and data.features is not None:
+        frame = data.features[[data.row[i] for i in warm]]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
         scores = user_scores(served, queries)
-        lengths = np.array([len(seen[i]) for i in warm], dtype=np.int64)
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        mask_rows(scores, (indptr, np.concatenate([seen[i] for i in warm]).astype(np.int64)))
+        slot = np.full(len(requests), -1)
+        slot[warm] = np.arange(len(warm))
+        keep = slot[owner] >= 0  # masks of warm users, still in request order
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(slot[owner[keep]], minlength=len(warm)))])
+        mask_rows(scores, (indptr, seen[keep].astype(np.int64)))
         rows, vals = top_n_rows(scores, max(requests[i][1] for i in warm))
         for k, i in enumerate(warm):
             user_id, n = requests[i]
-            keep = rows[k, :n] >= 0
-            answers[i] = Answer(served, False, rows[k, :n][keep].tolist(), vals[k, :n][keep].tolist(), user_id=user_id)
+            found = rows[k, :n] >= 0
+            answers[i] = Answer(served, False, rows[k, :n][found].tolist(), vals[k, :n][found].tolist(),
+                                user_id=user_id)
     return answers  # type: ignore[return-value]
 
 

@@ -1,27 +1,56 @@
-"""User lookups for a whole batch of requests in one round trip (two `= ANY` queries)."""
+"""User sources that look up a whole batch of users at once (`lookup_many`, used by scoring.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import psycopg
 
-from movierec_assets.serving.state import PostgresUserSource, UserData
+from movierec_assets.serving.memory import MemoryUserSource
+from movierec_assets.serving.state import PostgresUserSource, UserData, UserSource
+
+
+@dataclass(frozen=True)
+class UsersBatch:
+    """A batch's user data: one frame of feature rows, each request's row in it, seen movie ids."""
+
+    features: pl.DataFrame | None
+    row: list[int | None]  # per requested user: its row in `features`, None without features
+    seen: list[np.ndarray]
+
+    @classmethod
+    def from_users(cls, data: list[UserData]) -> UsersBatch:
+        """From per-user lookups (sources without `lookup_many`)."""
+        frames = [d.features for d in data if d.features is not None]
+        rows, k = [], 0
+        for d in data:
+            rows.append(None if d.features is None else k)
+            k += d.features is not None
+        return cls(stack_features(frames) if frames else None, rows, [d.seen for d in data])
+
+
+def stack_features(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """One frame of many users' feature rows (one-row frames may disagree on all-null dtypes)."""
+    try:
+        return pl.concat(frames, how="vertical")
+    except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+        return pl.concat(frames, how="vertical_relaxed")
 
 
 class PostgresBatchUserSource(PostgresUserSource):
     """`PostgresUserSource` plus `lookup_many`: a batch of 100 users costs two queries, not 200."""
 
-    def lookup_many(self, user_ids: list[int]) -> list[UserData]:
+    def lookup_many(self, user_ids: list[int]) -> UsersBatch:
         try:
             return self._lookup_many(user_ids)
         except psycopg.OperationalError:
             self._drop()  # a broken connection (server restart): reconnect once
             return self._lookup_many(user_ids)
 
-    def _lookup_many(self, user_ids: list[int]) -> list[UserData]:
+    def _lookup_many(self, user_ids: list[int]) -> UsersBatch:
         conn = self._conn()
         distinct = sorted(set(user_ids))
         with conn.pipeline():  # both queries in one round trip
@@ -36,9 +65,24 @@ class PostgresBatchUserSource(PostgresUserSource):
         seen: dict[int, list[int]] = defaultdict(list)
         for user_id, movie_id in rated.fetchall():
             seen[user_id].append(movie_id)
-        out = []
-        for u in user_ids:
-            i = at.get(u)
-            features = None if i is None or frame is None else frame.slice(i, 1)  # zero-copy views
-            out.append(UserData(features, np.array(seen.get(u, ()), dtype=np.int64)))
-        return out
+        return UsersBatch(frame, [at.get(u) for u in user_ids],
+                          [np.array(seen.get(u, ()), dtype=np.int64) for u in user_ids])
+
+
+class MemoryBatchUserSource(MemoryUserSource):
+    """`MemoryUserSource` plus `lookup_many`: one frame built for the batch, sliced per user."""
+
+    def lookup_many(self, user_ids: list[int]) -> UsersBatch:
+        known = [u for u in dict.fromkeys(user_ids) if u in self.features]
+        frame = pl.DataFrame(np.stack([self.features[u] for u in known]), schema=self.columns) if known else None
+        at = {u: i for i, u in enumerate(known)}
+        empty = np.zeros(0, np.int64)
+        return UsersBatch(frame, [at.get(u) for u in user_ids], [self.seen.get(u, empty) for u in user_ids])
+
+
+def lookup_many(users: UserSource, user_ids: list[int]) -> UsersBatch:
+    """The batch's user data, in one round trip when the source supports it."""
+    many = getattr(users, "lookup_many", None)
+    if many is not None:
+        return many(user_ids)
+    return UsersBatch.from_users([users.lookup(u) for u in user_ids])

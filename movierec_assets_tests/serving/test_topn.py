@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec_assets.serving.topn import seen_csr, top_n, top_n_batch
+from movierec_assets.serving.topn import (
+    padded_transpose,
+    scores_for,
+    seen_csr,
+    top_n,
+    top_n_batch,
+    top_n_rows,
+)
 
 
 def reference(embeddings: np.ndarray, query: np.ndarray, n: int, seen: set[int]) -> list[int]:
@@ -81,3 +88,22 @@ def test_all_equal_scores_on_a_large_catalogue() -> None:
     assert rows.tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10, 11]
     batch, _ = top_n_batch(emb, np.ones((2, 3), np.float32), 10, seen_csr(np.array([1]), np.array([0]), 2))
     assert batch.tolist() == [list(range(10)), list(range(1, 11))]
+
+
+def test_a_query_scores_the_same_bits_alone_and_in_any_batch() -> None:
+    """The serving batcher relies on this: a user's answer must not depend on who shares the batch."""
+    rng = np.random.default_rng(11)
+    emb = rng.standard_normal((5000, 64)).astype(np.float32)
+    queries = rng.standard_normal((37, 64)).astype(np.float32)
+    et = padded_transpose(emb)
+    together = scores_for(et, len(emb), queries)
+    assert np.all(together[:, len(emb):] == -np.inf)
+    for i in range(37):
+        assert np.array_equal(scores_for(et, len(emb), queries[i : i + 1])[0], together[i]), i
+    for size in (2, 5, 16):
+        assert np.array_equal(scores_for(et, len(emb), queries[:size]), together[:size])
+    rows, vals = top_n_rows(together, 10)
+    for i in range(0, 37, 5):
+        single_rows, single_vals = top_n_rows(scores_for(et, len(emb), queries[i : i + 1]), 10)
+        assert rows[i].tolist() == single_rows[0].tolist() and np.array_equal(vals[i], single_vals[0])
+        assert rows[i].tolist() == reference(emb, queries[i], 10, set())
