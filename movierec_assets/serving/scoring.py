@@ -46,7 +46,7 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
     data = lookup_many(users, [u for u, _ in requests])
     # Every seen movie of the batch mapped to its row in one search; owner = request index.
     owner = np.repeat(np.arange(len(requests)), [len(s) for s in data.seen])
-    seen = served.state.store.rows_of(np.concatenate(data.seen)) if len(owner) else owner
+    seen = served.rows_of(np.concatenate(data.seen)) if len(owner) else owner
     owner, seen = owner[seen >= 0], seen[seen >= 0]
     answers: list[Answer | None] = [None] * len(requests)
     warm = [i for i, row in enumerate(data.row) if row is not None]

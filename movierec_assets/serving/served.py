@@ -18,6 +18,8 @@ import numpy as np
 from movierec_assets.serving.state import ServingState
 from movierec_assets.serving.topn import padded_transpose
 
+_DENSE_IDS = 1 << 24  # a dense id -> row table up to 128 MB; MovieLens ids stay far below
+
 
 @dataclass(frozen=True)
 class Item:
@@ -53,12 +55,26 @@ class Served:
     et: np.ndarray  # (d, Mpad) movie embeddings, transposed and padded: user scores
     unit_t: np.ndarray  # (d, Mpad) the unit rows likewise: cosine between movies
     fragments: list[str]  # per movie row: its JSON object without the score value
+    row_of_id: np.ndarray | None  # dense movie id -> row (-1: absent), when ids are small enough
 
     @classmethod
     def build(cls, state: ServingState) -> Served:
         cat, ids = state.catalog, state.store.movie_ids.tolist()
         fragments = [_fragment(*row) for row in zip(ids, cat.titles, cat.years, cat.genres, strict=True)]
-        return cls(state, padded_transpose(state.store.matrix), padded_transpose(state.unit), fragments)
+        row_of_id = None
+        if ids and 0 <= ids[0] and ids[-1] < _DENSE_IDS:  # ids are sorted
+            row_of_id = np.full(ids[-1] + 1, -1, dtype=np.int64)
+            row_of_id[ids] = np.arange(len(ids))
+        return cls(state, padded_transpose(state.store.matrix), padded_transpose(state.unit), fragments, row_of_id)
+
+    def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
+        """Rows of movie ids (-1 for unknown ones): one gather instead of a binary search each."""
+        table = self.row_of_id
+        if table is None:
+            return self.state.store.rows_of(movie_ids)
+        ids = np.asarray(movie_ids, dtype=np.int64)
+        inside = (ids >= 0) & (ids < len(table))
+        return np.where(inside, table[np.where(inside, ids, 0)], -1)
 
     @property
     def version(self) -> str:

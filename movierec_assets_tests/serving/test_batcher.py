@@ -169,3 +169,11 @@ def test_reload_while_batching_serves_one_consistent_version(clients: int) -> No
         (expected,) = recommend_users(served[body["model_version"]], world.users, [(user_id, n)])
         assert body == as_json(expected.recommendations()), path
     assert np.all([len(b["items"]) == int(p.split("n=")[1]) for p, b in seen])
+
+
+def test_dense_id_table_agrees_with_the_store() -> None:
+    world = make_world(n_movies=700)
+    served = Served.build(world.loader.states["v1"])
+    assert served.row_of_id is not None
+    ids = np.concatenate([world.movie_ids, [0, -5, 10**9, int(world.movie_ids.max()) + 1], np.arange(0, 8000, 3)])
+    assert np.array_equal(served.rows_of(ids), served.state.store.rows_of(ids))
