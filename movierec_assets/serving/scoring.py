@@ -15,7 +15,7 @@ import numpy as np
 
 from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import mask_rows, scores_for, top_n_rows
+from movierec_assets.serving.topn import mask_columns, scores_for, top_n_columns
 from movierec_assets.serving.users import lookup_many
 
 
@@ -30,8 +30,8 @@ def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray
 
 
 def user_scores(served: Served, queries: np.ndarray) -> np.ndarray:
-    """(B, Mpad) ranking scores of users against every movie: E @ u for each user."""
-    return scores_for(served.et, served.movies, queries)
+    """(Mpad, B) ranking scores of every movie for each user: E @ u."""
+    return scores_for(served.ep, served.movies, queries)
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
@@ -63,8 +63,8 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
         slot[warm] = np.arange(len(warm))
         keep = slot[owner] >= 0  # masks of warm users, still in request order
         indptr = np.concatenate([[0], np.cumsum(np.bincount(slot[owner[keep]], minlength=len(warm)))])
-        mask_rows(scores, (indptr, seen[keep].astype(np.int64)))
-        rows, vals = top_n_rows(scores, max(requests[i][1] for i in warm))
+        mask_columns(scores, (indptr, seen[keep].astype(np.int64)))
+        rows, vals = top_n_columns(scores, max(requests[i][1] for i in warm))
         for k, i in enumerate(warm):
             user_id, n = requests[i]
             found = rows[k, :n] >= 0
@@ -76,10 +76,10 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
 def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[Answer]:
     """Answers for (movie row, n) requests: highest cosine first, the movie itself excluded."""
     unit = served.state.unit
-    scores = scores_for(served.unit_t, served.movies, unit[[row for row, _ in requests]])
+    scores = scores_for(served.unit_p, served.movies, unit[[row for row, _ in requests]])
     indptr = np.arange(len(requests) + 1, dtype=np.int64)
-    mask_rows(scores, (indptr, np.array([row for row, _ in requests], dtype=np.int64)))
-    rows, vals = top_n_rows(scores, max(n for _, n in requests))
+    mask_columns(scores, (indptr, np.array([row for row, _ in requests], dtype=np.int64)))
+    rows, vals = top_n_columns(scores, max(n for _, n in requests))
     ids = served.state.store.movie_ids
     answers = []
     for k, (row, n) in enumerate(requests):

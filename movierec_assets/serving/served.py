@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from movierec_assets.serving.state import ServingState
-from movierec_assets.serving.topn import padded_transpose
+from movierec_assets.serving.topn import padded_rows
 
 _DENSE_IDS = 1 << 24  # a dense id -> row table up to 128 MB; MovieLens ids stay far below
 
@@ -52,8 +52,8 @@ def _fragment(movie_id: int, title: str | None, year: int | None, genres: list[s
 @dataclass(frozen=True)
 class Served:
     state: ServingState
-    et: np.ndarray  # (d, Mpad) movie embeddings, transposed and padded: user scores
-    unit_t: np.ndarray  # (d, Mpad) the unit rows likewise: cosine between movies
+    ep: np.ndarray  # (Mpad, d) movie embeddings padded to whole chunks: user scores
+    unit_p: np.ndarray  # (Mpad, d) the unit rows likewise: cosine between movies
     fragments: list[str]  # per movie row: its JSON object without the score value
     row_of_id: np.ndarray | None  # dense movie id -> row (-1: absent), when ids are small enough
 
@@ -65,7 +65,7 @@ class Served:
         if ids and 0 <= ids[0] and ids[-1] < _DENSE_IDS:  # ids are sorted
             row_of_id = np.full(ids[-1] + 1, -1, dtype=np.int64)
             row_of_id[ids] = np.arange(len(ids))
-        return cls(state, padded_transpose(state.store.matrix), padded_transpose(state.unit), fragments, row_of_id)
+        return cls(state, padded_rows(state.store.matrix), padded_rows(state.unit), fragments, row_of_id)
 
     def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows of movie ids (-1 for unknown ones): one gather instead of a binary search each."""

@@ -95,31 +95,69 @@ def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return out_rows, out_vals
 
 
-def scores_for(et: np.ndarray, m: int, queries: np.ndarray) -> np.ndarray:
-    """(B, Mpad) float32 `queries @ E.T` over a `padded_transpose` of m movies; padding is -inf.
+# -- serving: movies x queries score blocks --------------------------------------------------------
+def padded_rows(embeddings: np.ndarray) -> np.ndarray:
+    """(Mpad, d) float32, C-contiguous, Mpad a multiple of CHUNK; padding rows are zero."""
+    return np.ascontiguousarray(padded_transpose(embeddings).T)
 
-    Every row is computed by the same GEMM kernel whatever the batch size, so a query scores the
-    same bits alone or in a batch. A single query is therefore padded to two rows: OpenBLAS hands
-    one-row products to gemv, whose sums differ from gemm's in the last bit (measured).
+
+def scores_for(ep: np.ndarray, m: int, queries: np.ndarray) -> np.ndarray:
+    """(Mpad, B) float32 `E @ queries.T` over a `padded_rows` matrix of m movies; padding is -inf.
+
+    Movies-major (E @ Q.T) because OpenBLAS then packs the small operand: 2-row batches cost 1.0
+    instead of 2.4 ms. Every column comes from the same GEMM kernel whatever the batch size, so a
+    query scores the same bits alone or in any batch (a test checks). A single query is padded to
+    two columns: OpenBLAS hands one-column products to gemv, whose sums differ in the last bit.
     """
-    q = np.asarray(queries, dtype=np.float32).reshape(-1, et.shape[0])
+    q = np.asarray(queries, dtype=np.float32).reshape(-1, ep.shape[1])
     single = q.shape[0] == 1
-    scores = (np.concatenate([q, q]) if single else q) @ et
-    scores = scores[:1] if single else scores
-    scores[:, m:] = NEG_INF
+    scores = ep @ (np.concatenate([q, q]) if single else q).T
+    scores = np.ascontiguousarray(scores[:, :1]) if single else scores
+    scores[m:] = NEG_INF
     return scores
 
 
-def mask_rows(scores: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> None:
-    """Sets every seen (row, movie) of a CSR (indptr, indices) over the score rows to -inf."""
-    _mask_block(scores, 0, *seen)
+def mask_columns(scores: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> None:
+    """Sets every seen movie of each column to -inf; `seen` is a CSR (indptr, movie rows) over columns."""
+    indptr, indices = seen
+    b = scores.shape[1]
+    cols = np.repeat(np.arange(b, dtype=np.int64), np.diff(indptr[: b + 1]))
+    scores.reshape(-1)[indices[: indptr[b]] * b + cols] = NEG_INF
 
 
-def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top n of every row of a masked (B, Mpad) score block: (rows, scores), -1 / -inf padded."""
-    return _block_top_n(scores, n)
+def top_n_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n of every column of a masked (Mpad, B) block: (rows (B, n), scores (B, n)),
+    best first, ties by lower row, padded with -1 / -inf.
+
+    Rows are split into CHUNK-strided groups (j, j+G, ...; G = Mpad / CHUNK), so the group maxima
+    are one elementwise max over CHUNK contiguous slabs. The n-th largest group maximum bounds each
+    column's n-th largest score from below: comparing against it keeps every winner and every tie.
+    """
+    mp, b = scores.shape
+    g = mp // CHUNK
+    group_max = scores.reshape(CHUNK, g, b).max(axis=0)
+    if n <= g:
+        bound = np.maximum(np.partition(group_max, g - n, axis=0)[g - n], _LOWEST)  # never admit -inf
+    else:
+        bound = np.full(b, _LOWEST, dtype=np.float32)
+    grp, col = np.nonzero(group_max >= bound)  # only these groups can hold candidates
+    r = (grp[:, None] + np.arange(CHUNK) * g).reshape(-1)
+    c = np.repeat(col, CHUNK)
+    s = scores[r, c]
+    keep = s >= bound[c]
+    r, c, s = r[keep], c[keep], s[keep]
+    order = np.lexsort((r, -s, c))
+    r, c, s = r[order], c[order], s[order]
+    rank = np.arange(len(c)) - np.searchsorted(c, np.arange(b))[c]
+    keep = rank < n
+    out_rows = np.full((b, n), -1, dtype=np.int64)
+    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
+    out_rows[c[keep], rank[keep]] = r[keep]
+    out_vals[c[keep], rank[keep]] = s[keep]
+    return out_rows, out_vals
 
 
+# -- batch: queries x movies score blocks ---------------------------------------------------------
 def padded_transpose(embeddings: np.ndarray) -> np.ndarray:
     """(d, Mpad) float32 with Mpad a multiple of CHUNK; padding columns are zero (scored as -inf)."""
     m, d = embeddings.shape

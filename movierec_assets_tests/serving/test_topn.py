@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from movierec_assets.serving.topn import (
-    padded_transpose,
+    mask_columns,
+    padded_rows,
     scores_for,
     seen_csr,
     top_n,
     top_n_batch,
-    top_n_rows,
+    top_n_columns,
 )
 
 
@@ -95,15 +96,37 @@ def test_a_query_scores_the_same_bits_alone_and_in_any_batch() -> None:
     rng = np.random.default_rng(11)
     emb = rng.standard_normal((5000, 64)).astype(np.float32)
     queries = rng.standard_normal((37, 64)).astype(np.float32)
-    et = padded_transpose(emb)
-    together = scores_for(et, len(emb), queries)
-    assert np.all(together[:, len(emb):] == -np.inf)
+    ep = padded_rows(emb)
+    together = scores_for(ep, len(emb), queries)
+    assert together.shape == (5056, 37) and np.all(together[len(emb) :] == -np.inf)
     for i in range(37):
-        assert np.array_equal(scores_for(et, len(emb), queries[i : i + 1])[0], together[i]), i
+        assert np.array_equal(scores_for(ep, len(emb), queries[i : i + 1])[:, 0], together[:, i]), i
     for size in (2, 5, 16):
-        assert np.array_equal(scores_for(et, len(emb), queries[:size]), together[:size])
-    rows, vals = top_n_rows(together, 10)
+        assert np.array_equal(scores_for(ep, len(emb), queries[:size]), together[:, :size])
+    rows, vals = top_n_columns(together, 10)
     for i in range(0, 37, 5):
-        single_rows, single_vals = top_n_rows(scores_for(et, len(emb), queries[i : i + 1]), 10)
+        single_rows, single_vals = top_n_columns(scores_for(ep, len(emb), queries[i : i + 1]), 10)
         assert rows[i].tolist() == single_rows[0].tolist() and np.array_equal(vals[i], single_vals[0])
         assert rows[i].tolist() == reference(emb, queries[i], 10, set())
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_serving_columns_equal_float64_reference(integer: bool) -> None:
+    """The serving path (movies x queries blocks): exact order, ties by row, seen masked, padding."""
+    rng = np.random.default_rng(17 if integer else 18)
+    for _ in range(30):
+        emb, queries, n = random_case(rng, integer)
+        users, movies = rng.integers(0, len(queries), 300), rng.integers(0, len(emb), 300)
+        indptr, indices = seen_csr(users, movies, len(queries))
+        scores = scores_for(padded_rows(emb), len(emb), queries)
+        mask_columns(scores, (indptr, indices))
+        rows, vals = top_n_columns(scores, n)
+        for u, q in enumerate(queries):
+            expected = reference(emb, q, n, set(movies[users == u].tolist()))
+            got = rows[u][rows[u] >= 0].tolist()
+            assert got == expected
+            assert np.all(vals[u][len(got) :] == -np.inf)
+    emb = np.zeros((5000, 3), np.float32)  # every score ties
+    scores = scores_for(padded_rows(emb), 5000, np.ones((2, 3), np.float32))
+    mask_columns(scores, seen_csr(np.array([1]), np.array([0]), 2))
+    assert top_n_columns(scores, 10)[0].tolist() == [list(range(10)), list(range(1, 11))]
