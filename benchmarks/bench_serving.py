@@ -302,7 +302,10 @@ def bench_http(n_users: int, seconds: float, rates: list[float | None], backend:
     users, health = median_run(closed["users"]), median_run(closed["health"])
     rps = [r["requests_per_second"] for r in closed["users"]]
     ceiling = [r["requests_per_second"] for r in closed["health"]]
-    return {"backend": backend, "server_workers": workers, "client": "raw asyncio HTTP/1.1 keep-alive (uvloop)",
+    server_config = {k.removeprefix("BENCH_SERVING_").lower(): v for k, v in os.environ.items()
+                     if k.startswith("BENCH_SERVING_") and k != "BENCH_SERVING_HOME"}
+    return {"backend": backend, "server_workers": workers, "server_config": server_config,
+            "client": "raw asyncio HTTP/1.1 keep-alive (uvloop), its own process",
             "closed_loop": users, "closed_loop_ceiling_health": health,
             "closed_loop_medians": {"p50_ms": float(np.median([r["p50_ms"] for r in closed["users"]])),
                                     "p99_ms": float(np.median([r["p99_ms"] for r in closed["users"]])),
@@ -358,16 +361,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="closed-loop runs (recommendations and /health)")
     parser.add_argument("--rates", default="500,1000,2000", help="comma list of open-loop req/s")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--batch-workers", type=int, default=1, help="batches computed at once per process")
+    parser.add_argument("--max-batch", type=int, default=128)
+    parser.add_argument("--max-wait-ms", type=float, default=1.0)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: inproc,http,batch")
     parser.add_argument("--backend", choices=["postgres", "memory"], default="postgres",
                         help="user lookups from a real PostgreSQL (default) or from memory")
+    parser.add_argument("--blas-threads", type=int, default=1, help="OpenBLAS threads (the server's default: 1)")
     parser.add_argument("--out", type=Path, help="results file (default: serving.json, serving_memory.json)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     rates = [float(r) for r in args.rates.split(",") if r and r != "closed"]
     out = args.out or (RESULTS if args.backend == "postgres" else RESULTS.with_name("serving_memory.json"))
+    from movierec_assets.serving.blas import set_blas_threads
+
+    set_blas_threads(args.blas_threads)
+    os.environ.update(BENCH_SERVING_BLAS_THREADS=str(args.blas_threads), BENCH_SERVING_MAX_BATCH=str(args.max_batch),
+                      BENCH_SERVING_MAX_WAIT_MS=str(args.max_wait_ms),
+                      BENCH_SERVING_BATCH_WORKERS=str(args.batch_workers))
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "numpy": np.__version__, "load_avg_start": os.getloadavg()},
+                                 "numpy": np.__version__, "load_avg_start": os.getloadavg(),
+                                 "blas_threads": args.blas_threads},
                      "movies": N_MOVIES, "dims": DIMS, "users": args.users}
     url = None
     if args.backend == "postgres":
