@@ -54,6 +54,11 @@ async def _send(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _detail(exc: Exception) -> bytes:
+    """The body FastAPI's HTTPException handler renders (same separators)."""
+    return json.dumps({"detail": str(exc)}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class FastPath:
     """ASGI middleware: hot requests answered from the app's batcher, the rest passed on."""
 
@@ -73,6 +78,6 @@ class FastPath:
         except Exception as exc:
             for kind, status in _STATUS:
                 if isinstance(exc, kind):
-                    return await _send(send, status, json.dumps({"detail": str(exc)}).encode())
+                    return await _send(send, status, _detail(exc))
             raise
         await _send(send, 200, answer.to_json())

@@ -15,10 +15,11 @@ import pytest
 
 from movierec_assets.serving.api import RecommendationsOut, create_app
 from movierec_assets.serving.batcher import Batcher
-from movierec_assets.serving.recommender import InvalidRequest, NotFound, Recommendations
+from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
+from movierec_assets.serving.recommender import InvalidRequest, NotFound, Recommendations, Recommender
 from movierec_assets.serving.scoring import recommend_users
 from movierec_assets.serving.served import Served
-from movierec_assets_tests.serving.helpers import live_server, make_world
+from movierec_assets_tests.serving.helpers import COLUMNS, live_server, make_world
 
 
 def as_json(result: Recommendations) -> dict:
@@ -68,6 +69,14 @@ def test_fast_path_answers_like_the_fastapi_routes() -> None:
             body_a.pop("embeddings_age_seconds"), body_b.pop("embeddings_age_seconds")
         assert body_a == body_b, path
         assert a.headers["content-type"] == b.headers["content-type"] == "application/json", path
+        if path != "/health":
+            assert a.content == b.content, path
+    empty = lambda: Recommender(MemoryStateLoader(), MemoryUserSource(COLUMNS), 0.0)  # noqa: E731
+    answers = []
+    for fast in (True, False):  # no embeddings yet: the same 503 from both paths
+        with live_server(create_app(empty, fast_path=fast)) as base:
+            answers.append(httpx.get(base + "/users/1/recommendations", timeout=10))
+    assert answers[0].status_code == answers[1].status_code == 503 and answers[0].content == answers[1].content
 
 
 def test_errors_stay_with_their_own_request() -> None:
