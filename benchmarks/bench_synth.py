@@ -91,6 +91,7 @@ def _run_child(kind: str, n: int) -> dict[str, float]:
             "wall_seconds": wall,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             "csv_mb": size_mb,
+            "load_1min_after": os.getloadavg()[0],
         }
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -119,6 +120,7 @@ def main() -> None:
         return _child_ceiling(args.ratings, args.out)
 
     n = args.ratings
+    load_before = os.getloadavg()
     runs: dict[str, list[dict[str, float]]] = {"synth": [], "ceiling": []}
     for i in range(args.repeats):
         for kind in ("synth", "ceiling"):
@@ -149,13 +151,16 @@ def main() -> None:
                 "target_peak_rss_mb": TARGET_RSS_MB,
                 "target_met": ok,
                 "runs": runs,
+                # The 2 cores are shared: the 1/5/15-minute load averages around the runs.
+                "load_average_before": load_before,
+                "load_average_after": os.getloadavg(),
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             indent=2,
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"load average before {load_before}, after {os.getloadavg()}; wrote {RESULTS}")
 
 
 if __name__ == "__main__":
