@@ -45,6 +45,7 @@ class TrainedModelConfig(dg.Config):
     id_dim: int = 16
     retrieval_weight: float = 0.1
     temperature: float = 0.05
+    ranking_prior: bool = True
     val_fraction: float = 0.1
     patience: int = 3
     seed: int = 42
@@ -79,7 +80,7 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
     group_name="ml",
     kinds={"tensorflow", "postgres"},
     owners=OWNERS,
-    code_version="trained_model-v1",
+    code_version="trained_model-v2",
     deps=FEATURE_DEPS,
     automation_condition=RETRAIN_CONDITION,
     description=(
@@ -115,6 +116,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
         "validation_rmse": md.float(tr.val_rmse),
         "recall_at_10": md.float(float(m.get("two_tower_recall_at_10", float("nan")))),
         "ndcg_at_10": md.float(float(m.get("two_tower_ndcg_at_10", float("nan")))),
+        "ranking_prior": md.json(tr.extra.get("ranking_prior") or {}),
         "train_events": tr.n_train,
         "holdout_events": tr.n_val,
         "champion_version": str(m.get("champion_version")),

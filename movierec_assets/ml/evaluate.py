@@ -79,12 +79,14 @@ def fit_model(train_ratings: pl.DataFrame, fm: FeatureMatrices, cfg: TrainConfig
         return train(tr, va, fm, Path(run), cfg).model
 
 
-def embeddings(model: Any, fm: FeatureMatrices, user_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    from movierec_assets.ml.two_tower import embed
+def embeddings(model: Any, fm: FeatureMatrices, user_rows: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user embeddings, movie embeddings, per-movie ranking bias) from the current features."""
+    from movierec_assets.ml.two_tower import embed, ranking_bias
 
     rows = np.arange(len(fm.user_ids)) if user_rows is None else user_rows
     users = embed(model.user_net, fm.user_matrix[rows], fm.user_ids[rows])
-    return users, embed(model.movie_net, fm.movie_matrix, fm.movie_ids)
+    return users, embed(model.movie_net, fm.movie_matrix, fm.movie_ids), ranking_bias(model, fm.movie_matrix)
 
 
 def _pairs(ds: Dataset, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +110,7 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     stats = feature_io.stats_from_frames(users_df, movies_df)
     fm = feature_io.matrices(users_df, movies_df, stats)
     model = fit_model(train_df, fm, cfg.train)
-    u_emb, m_emb = embeddings(model, fm)
+    u_emb, m_emb, m_bias = embeddings(model, fm)
     # Every held-out user has training ratings, so has a feature row.
     pos = np.full(len(ds.user_ids), -1)
     pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
@@ -116,7 +118,7 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     base = Baselines.fit(tu, tm, tr, len(ds.user_ids), len(ds.movie_ids))
     board = Scoreboard()
     events, seen = ds.idx(held), (tu, tm)
-    board.add_all("all", {MODEL: model_methods(u_emb, pos, m_emb, *rating_map(model)),
+    board.add_all("all", {MODEL: model_methods(u_emb, pos, m_emb, *rating_map(model), m_bias),
                           **base.methods(len(ds.movie_ids))}, events, seen)
     return board.rows(dataset=ds.name, protocol="B")
 
@@ -164,10 +166,10 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
         users_now = features_as_of(ds, active, start - timedelta(microseconds=1))[0]
         movies_now = features_as_of(ds, prior, start - timedelta(microseconds=1))[1] if not prior.is_empty() else movies_df
         fm = feature_io.matrices(users_now, movies_now, stats)
-        u_emb, m_emb = embeddings(model, fm)
+        u_emb, m_emb, m_bias = embeddings(model, fm)
         pos = np.full(len(ds.user_ids), -1)
         pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
-        methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset), **baseline_methods}
+        methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset, m_bias), **baseline_methods}
         seen = _pairs(ds, active)
         eu, em, er = ds.idx(known)
         for group, sel in (("warm", warm[eu]), ("new", ~warm[eu])):

@@ -116,13 +116,17 @@ class Scoreboard:
 
 
 def model_methods(user_emb: np.ndarray, user_pos: np.ndarray, movie_emb: np.ndarray,
-                  scale: float, offset: float) -> tuple[Callable, Callable]:
-    """Model predict/score over global indices: `user_pos[global user idx]` = row of `user_emb`."""
+                  scale: float, offset: float, movie_bias: np.ndarray | None = None) -> tuple[Callable, Callable]:
+    """Model predict/score over global indices: `user_pos[global user idx]` = row of `user_emb`.
+
+    Ratings use the cosine alone; rankings add the model's per-movie ranking bias when it has one.
+    """
 
     def predict(u: np.ndarray, m: np.ndarray) -> np.ndarray:
         return offset + scale * np.einsum("ij,ij->i", user_emb[user_pos[u]], movie_emb[m])
 
     def score(u: np.ndarray) -> np.ndarray:
-        return user_emb[user_pos[u]] @ movie_emb.T
+        scores = user_emb[user_pos[u]] @ movie_emb.T
+        return scores if movie_bias is None else scores + movie_bias
 
     return predict, score

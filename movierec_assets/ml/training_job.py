@@ -63,8 +63,8 @@ def holdout_report(model: Any, fm: FeatureMatrices, tr: RatingArrays, va: Rating
 
     n_u, n_m = len(fm.user_ids), len(fm.movie_ids)
     base = Baselines.fit(tr.user_idx, tr.movie_idx, tr.rating, n_u, n_m)
-    u_emb, m_emb = embeddings(model, fm)
-    methods = {MODEL: model_methods(u_emb, np.arange(n_u), m_emb, *rating_map(model)), **base.methods(n_m)}
+    u_emb, m_emb, m_bias = embeddings(model, fm)
+    methods = {MODEL: model_methods(u_emb, np.arange(n_u), m_emb, *rating_map(model), m_bias), **base.methods(n_m)}
     events = (va.user_idx, va.movie_idx, va.rating.astype(np.float64))
     board = Scoreboard()
     for name, (predict, _) in methods.items():
@@ -159,6 +159,7 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
         "feature_set_version": feature_version,
         "gate_tolerance": cfg.gate_tolerance,
         "config": asdict(cfg.train),
+        "ranking_prior": result.extra.get("ranking_prior"),
         "champion_version": champion.version if champion else None,
         "champion_holdout_rmse": champion_rmse(champion, users, movies, va, fm),
         **flat,

@@ -79,6 +79,7 @@ def build_tower(
     return keras.Model(inputs if id_buckets else features, out, name=f"{name}_net")
 
 
+
 @keras.saving.register_keras_serializable(package="movierec")
 class ColaborativeFiltering(keras.Model):
     """Two-tower rating model: rating = scale * cosine(user, movie) + offset.
@@ -131,6 +132,11 @@ class ColaborativeFiltering(keras.Model):
             "movie", self.n_movie_features, self.movie_layers, self.embedding, self.movie_reg,
             self.id_buckets, self.id_dim,
         )
+        # The ranking prior: top-N ranks by cosine + movie_features @ rank_weights. Not trained by
+        # gradient: fitted on the validation split after training (ml/ranking.py); zeros = none.
+        self.rank_weights = self.add_weight(
+            shape=(self.n_movie_features,), initializer="zeros", trainable=False, name="rank_weights"
+        )
         self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.25), name="scale")
         self.offset = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.75), name="offset")
 
@@ -158,7 +164,8 @@ class ColaborativeFiltering(keras.Model):
         """
         rows = self.retrieval_rows
         u, m = u[:rows], m[:rows]
-        inputs = {k: v[:rows] for k, v in inputs.items() if k in (TRAIN_MOVIE_LOGQ, MOVIE_ID, TRAIN_RATING)}
+        inputs = {k: v[:rows] for k, v in inputs.items()
+                  if k in (TRAIN_MOVIE_LOGQ, MOVIE_ID, TRAIN_RATING)}
         logits = ops.matmul(u, ops.transpose(m)) / self.temperature
         logq = inputs.get(TRAIN_MOVIE_LOGQ)
         if logq is not None:
@@ -240,6 +247,18 @@ def embed(tower: keras.Model, features: Any, ids: Any, batch_size: int = 8192) -
         x = [f, np.asarray(ids[start : start + batch_size], np.int32)] if len(tower.inputs) == 2 else f
         out.append(ops.convert_to_numpy(tower(x, training=False)))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, tower.outputs[0].shape[-1]), np.float32)
+
+
+def ranking_bias(model: ColaborativeFiltering, movie_features: Any) -> Any:
+    """Per-movie additive ranking score in cosine units: top-N ranks by cosine(user, movie) + bias.
+
+    `movie_features` are the scaled features the movie tower consumed; the rating prediction never
+    uses the bias. All zeros when the model has no ranking prior.
+    """
+    import numpy as np
+
+    weights = np.asarray(ops.convert_to_numpy(model.rank_weights), np.float32)
+    return np.asarray(movie_features, np.float32) @ weights
 
 
 def rating_map(model: ColaborativeFiltering) -> tuple[float, float]:
