@@ -17,13 +17,14 @@ EMBEDDINGS_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("model_version", "text", description="registry version of the model"),
     dg.TableColumn("movie_id", "int"),
     dg.TableColumn("embedding", "real[]", description="L2-normalised movie-tower output"),
+    dg.TableColumn("rank_bias", "real", description="the model's ranking prior for the movie (cosine units)"),
 ])
 RECOMMENDATIONS_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("model_version", "text"),
     dg.TableColumn("user_id", "int"),
     dg.TableColumn("rank", "smallint", description="1 = best"),
     dg.TableColumn("movie_id", "int"),
-    dg.TableColumn("score", "real", description="cosine of user and movie embeddings"),
+    dg.TableColumn("score", "real", description="cosine of user and movie embeddings plus the movie's ranking prior"),
 ])
 
 
@@ -48,7 +49,7 @@ def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # ty
     group_name="serving",
     kinds={"tensorflow", "postgres"},
     owners=OWNERS,
-    code_version="1",
+    code_version="2",
     deps=[dg.AssetKey("trained_model")],
     automation_condition=dg.AutomationCondition.eager(),
     description=(

@@ -43,6 +43,7 @@ def embed_champion(url: str, progress: Progress | None = None, force: bool = Fal
     Skips (and says why) when there is no champion or its embeddings already exist.
     """
     from movierec_assets.ml import feature_io, registry
+    from movierec_assets.ml.two_tower import ranking_bias
     from movierec_assets.serving.state import model_stats
 
     champion = registry.current_champion(url)
@@ -55,7 +56,7 @@ def embed_champion(url: str, progress: Progress | None = None, force: bool = Fal
     movies = bulk.read_polars(url, "SELECT * FROM features.movie_features")
     ids, x = feature_io.scale_movies(movies, model_stats(url, champion.path))
     matrix = embeddings.run_tower(model.movie_net, x, ids, progress=progress)
-    store = EmbeddingStore.build(champion.version, ids, matrix)
+    store = EmbeddingStore.build(champion.version, ids, matrix, bias=ranking_bias(model, x))
     npy_dir = embeddings.write_npy(embeddings.npy_dir_for(champion.path), store)
     seconds = time.perf_counter() - start
     embeddings.write_db(url, store, npy_dir, seconds)

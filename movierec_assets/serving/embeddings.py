@@ -1,6 +1,6 @@
 """Movie embeddings: run a movie tower over every movie, store them (PostgreSQL + .npy), load them.
 
-A set of embeddings belongs to one model version. It is written in one transaction (rows in
+A set of embeddings belongs to one model version, with the model's per-movie ranking prior. It is written in one transaction (rows in
 `ml.movie_embeddings` plus its manifest row in `ml.embedding_sets`), so a version is either
 completely servable or absent; re-running a version replaces it. The `.npy` pair next to the model
 is a fast-load copy, written to a temp directory and renamed into place.
@@ -25,6 +25,7 @@ from movierec_assets.db.connect import adbc_connect, connect
 
 EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "movie_ids.npy"
+BIAS_FILE = "rank_bias.npy"
 
 
 class EmbeddingsUnavailable(RuntimeError):
@@ -33,30 +34,39 @@ class EmbeddingsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbeddingStore:
-    """Movie ids sorted ascending and their float32 embeddings (row i belongs to movie_ids[i])."""
+    """Movie ids sorted ascending, their float32 embeddings (row i belongs to movie_ids[i]) and the
+    model's per-movie ranking prior `bias` (user top-N ranks by embedding . user + bias)."""
 
     version: str
     movie_ids: np.ndarray
     matrix: np.ndarray
     created_at: datetime
+    bias: np.ndarray = None  # type: ignore[assignment]  # None -> zeros (no prior)
 
     def __post_init__(self) -> None:
         if self.matrix.ndim != 2 or self.matrix.shape[0] != self.movie_ids.shape[0]:
             raise ValueError(f"embeddings {self.matrix.shape} do not match {self.movie_ids.shape[0]} movie ids")
+        bias = np.zeros(len(self.movie_ids), np.float32) if self.bias is None else np.asarray(self.bias, np.float32)
+        if bias.shape != self.movie_ids.shape:
+            raise ValueError(f"ranking bias {bias.shape} does not match {self.movie_ids.shape[0]} movie ids")
+        object.__setattr__(self, "bias", np.ascontiguousarray(bias))
         if len(self.movie_ids) > 1 and not np.all(np.diff(self.movie_ids) > 0):
             raise ValueError("movie ids must be unique and sorted ascending")
 
     @classmethod
     def build(cls, version: str, movie_ids: np.ndarray, matrix: np.ndarray,
-              created_at: datetime | None = None) -> EmbeddingStore:
+              created_at: datetime | None = None, bias: np.ndarray | None = None) -> EmbeddingStore:
         """Sorts by movie id and makes the matrix C-contiguous float32."""
         ids = np.asarray(movie_ids, dtype=np.int64)
+        if bias is not None and np.shape(bias) != ids.shape:
+            raise ValueError(f"ranking bias {np.shape(bias)} does not match {ids.shape[0]} movie ids")
         order = np.argsort(ids, kind="stable")
         return cls(
             version,
             ids[order].astype(np.int32),
             np.ascontiguousarray(np.asarray(matrix, dtype=np.float32)[order]),
             created_at or datetime.now(UTC),
+            None if bias is None else np.asarray(bias, np.float32)[order],
         )
 
     @property
@@ -99,6 +109,7 @@ def _arrow_rows(store: EmbeddingStore) -> pa.Table:
         "model_version": pa.repeat(pa.scalar(store.version, pa.string()), m),
         "movie_id": pa.array(store.movie_ids, pa.int32()),
         "embedding": pa.ListArray.from_arrays(offsets, pa.array(store.matrix.reshape(-1), pa.float32())),
+        "rank_bias": pa.array(store.bias, pa.float32()),
     })
 
 
@@ -129,14 +140,15 @@ def read_db(url: str, version: str) -> EmbeddingStore:
     count, dims, created_at = row
     with adbc_connect(url, autocommit=True) as conn:
         table = bulk.fetch_arrow(
-            conn, "SELECT movie_id, embedding FROM ml.movie_embeddings WHERE model_version = $1"
+            conn, "SELECT movie_id, embedding, rank_bias FROM ml.movie_embeddings WHERE model_version = $1"
             " ORDER BY movie_id", [version],
         )
     values = table.column("embedding").combine_chunks().flatten().to_numpy()
     if table.num_rows != count or values.size != count * dims:
         raise EmbeddingsUnavailable(f"embeddings for {version!r}: {table.num_rows} rows, manifest says {count}")
     ids = table.column("movie_id").to_numpy()
-    return EmbeddingStore.build(version, ids, values.reshape(count, dims), created_at)
+    bias = table.column("rank_bias").to_numpy()
+    return EmbeddingStore.build(version, ids, values.reshape(count, dims), created_at, bias)
 
 
 # -- .npy files -----------------------------------------------------------------------------------
@@ -152,6 +164,7 @@ def write_npy(directory: Path, store: EmbeddingStore) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     np.save(tmp / IDS_FILE, store.movie_ids)
     np.save(tmp / EMBEDDINGS_FILE, store.matrix)
+    np.save(tmp / BIAS_FILE, store.bias)
     os.chmod(tmp, 0o755)
     old = None
     if directory.exists():
@@ -167,9 +180,10 @@ def read_npy(directory: Path, version: str, count: int, dims: int, created_at: d
     """The .npy copy, checked against the manifest's shape (a stale or partial copy raises)."""
     ids = np.load(directory / IDS_FILE, allow_pickle=False)
     matrix = np.load(directory / EMBEDDINGS_FILE, allow_pickle=False)
-    if ids.shape != (count,) or matrix.shape != (count, dims):
+    bias = np.load(directory / BIAS_FILE, allow_pickle=False)
+    if ids.shape != (count,) or matrix.shape != (count, dims) or bias.shape != (count,):
         raise EmbeddingsUnavailable(f"{directory}: shape {matrix.shape} does not match manifest ({count}, {dims})")
-    return EmbeddingStore(version, ids.astype(np.int32), np.ascontiguousarray(matrix, np.float32), created_at)
+    return EmbeddingStore(version, ids.astype(np.int32), np.ascontiguousarray(matrix, np.float32), created_at, bias)
 
 
 def load(url: str, version: str) -> EmbeddingStore:
