@@ -55,7 +55,8 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
             user_id, n = requests[i]
             answers[i] = Answer(served, True, popular_rows(served, seen[owner == i], n), None, user_id=user_id)
     if warm and data.features is not None:
-        frame = data.features[[data.row[i] for i in warm]]  # type: ignore[misc]
+        at = [data.row[i] for i in warm]
+        frame = data.features if at == list(range(data.features.height)) else data.features[at]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
         scores = user_scores(served, queries)
