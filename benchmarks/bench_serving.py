@@ -236,8 +236,10 @@ def make_app():  # type: ignore[no-untyped-def]
     from movierec_assets.serving.api import create_app
     from movierec_assets.serving.blas import set_blas_threads
     from movierec_assets.serving.recommender import Recommender
+    from movierec_assets.serving.scoring import set_parts
 
     set_blas_threads(int(os.environ.get("BENCH_SERVING_BLAS_THREADS", "1")))  # as `movierec serve` does
+    set_parts(int(os.environ.get("BENCH_SERVING_SCORE_THREADS", "2")))
     options = {"max_batch": int(os.environ.get("BENCH_SERVING_MAX_BATCH", "128")),
                "max_wait_s": float(os.environ.get("BENCH_SERVING_MAX_WAIT_MS", "1")) / 1e3,
                "batch_workers": int(os.environ.get("BENCH_SERVING_BATCH_WORKERS", "1"))}
@@ -362,6 +364,7 @@ def main() -> None:
     parser.add_argument("--rates", default="500,1000,2000", help="comma list of open-loop req/s")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--batch-workers", type=int, default=1, help="batches computed at once per process")
+    parser.add_argument("--score-threads", type=int, default=2, help="threads (movie ranges) per batch")
     parser.add_argument("--max-batch", type=int, default=128)
     parser.add_argument("--max-wait-ms", type=float, default=1.0)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: inproc,http,batch")
@@ -378,7 +381,11 @@ def main() -> None:
     set_blas_threads(args.blas_threads)
     os.environ.update(BENCH_SERVING_BLAS_THREADS=str(args.blas_threads), BENCH_SERVING_MAX_BATCH=str(args.max_batch),
                       BENCH_SERVING_MAX_WAIT_MS=str(args.max_wait_ms),
-                      BENCH_SERVING_BATCH_WORKERS=str(args.batch_workers))
+                      BENCH_SERVING_BATCH_WORKERS=str(args.batch_workers),
+                      BENCH_SERVING_SCORE_THREADS=str(args.score_threads))
+    from movierec_assets.serving.scoring import set_parts
+
+    set_parts(args.score_threads)
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "numpy": np.__version__, "load_avg_start": os.getloadavg(),
                                  "blas_threads": args.blas_threads},

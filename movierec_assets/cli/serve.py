@@ -19,9 +19,11 @@ def app_from_env():  # type: ignore[no-untyped-def]
     from movierec_assets.serving.api import create_app
     from movierec_assets.serving.blas import set_blas_threads
     from movierec_assets.serving.recommender import from_database
+    from movierec_assets.serving.scoring import set_parts
 
     config = json.loads(os.environ[_CONFIG_ENV])
-    set_blas_threads(config["blas_threads"])  # parallelism comes from batches, not BLAS threads
+    set_blas_threads(config["blas_threads"])  # parallelism comes from movie ranges, not BLAS threads
+    set_parts(config["score_threads"])
     url, reload_every = config["url"], config["reload_every"]
     return create_app(lambda: from_database(url, reload_every), max_batch=config["max_batch"],
                       max_wait_s=config["max_wait_ms"] / 1e3, batch_workers=config["batch_workers"])
@@ -40,10 +42,12 @@ def app_from_env():  # type: ignore[no-untyped-def]
               help="Longest a request waits for others to join its batch.")
 @click.option("--batch-workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Batches computed at once (threads per process).")
+@click.option("--score-threads", default=min(2, os.cpu_count() or 1), show_default=True,
+              type=click.IntRange(1, 64), help="Threads scoring one batch (each a range of the movies).")
 @click.option("--blas-threads", default=1, show_default=True, type=click.IntRange(1, 64),
               help="OpenBLAS threads per matrix product.")
 def serve(host: str, port: int, reload_every: float, workers: int, max_batch: int, max_wait_ms: float,
-          batch_workers: int, blas_threads: int) -> None:
+          batch_workers: int, score_threads: int, blas_threads: int) -> None:
     """Serve /users/{id}/recommendations, /movies/{id}/similar, /health and /docs."""
     import uvicorn
 
@@ -52,7 +56,7 @@ def serve(host: str, port: int, reload_every: float, workers: int, max_batch: in
     url = prepare_database()
     os.environ[_CONFIG_ENV] = json.dumps({
         "url": url, "reload_every": reload_every, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
-        "batch_workers": batch_workers, "blas_threads": blas_threads,
+        "batch_workers": batch_workers, "score_threads": score_threads, "blas_threads": blas_threads,
     })
     click.echo(f"movierec API on http://{host}:{port} (docs at /docs, {workers} worker(s))")
     uvicorn.run("movierec_assets.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers,

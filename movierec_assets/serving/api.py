@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -77,6 +78,7 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recommender = await run_in_threadpool(recommender_factory)
         app.state.recommender = recommender
+        _freeze_heap(collect=True)
         options = {"max_batch": max_batch, "max_wait_s": max_wait_s, "workers": batch_workers}
         app.state.users = Batcher(recommender.recommend_many, name="users", **options)
         app.state.similar = Batcher(recommender.similar_many, name="similar", **options)
@@ -125,7 +127,17 @@ async def _respond(batcher: Batcher[tuple[int, int], Answer], request: tuple[int
     return Response(answer.to_json(), media_type="application/json")
 
 
+def _freeze_heap(collect: bool = False) -> None:
+    """Moves everything alive (the served version: catalog lists, fragments) out of the cyclic GC's
+    reach, so full collections stop re-scanning it and pausing requests. Refcounting still frees
+    a replaced version. (A full collection first only at startup: it would pause requests.)"""
+    if collect:
+        gc.collect()
+    gc.freeze()
+
+
 async def _reload_loop(recommender: Recommender, poll_s: float) -> None:
     while True:
         await asyncio.sleep(poll_s)
-        await run_in_threadpool(recommender.maybe_reload)
+        if await run_in_threadpool(recommender.maybe_reload):
+            _freeze_heap()

@@ -2,20 +2,26 @@
 
 For a batch of user requests: one lookup per user (or one for all, when the source can), one
 feature scaling and one tower forward for every user with features, one GEMM against all movies,
-the seen mask, and an exact top N per row. A single request is a batch of one through the same
+the seen mask, and an exact top N per user. A single request is a batch of one through the same
 code, so batched and unbatched answers are identical (same items, order and score bits).
+
+The movie rows are split into `parts` ranges scored on as many threads (numpy releases the GIL),
+each with its own exact top N, merged exactly: one batch uses both cores without OpenBLAS' own
+threads, which spin and collapse when a neighbour process holds a core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import mask_columns, scores_for, top_n_columns
+from movierec_assets.serving.topn import CHUNK, mask_columns, merge_top_n, scores_for, top_n_columns
 from movierec_assets.serving.users import lookup_many
 
 
@@ -29,9 +35,47 @@ def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray
     return np.asarray(out[:1] if single else out, dtype=np.float32)
 
 
-def user_scores(served: Served, queries: np.ndarray) -> np.ndarray:
-    """(Mpad, B) ranking scores of every movie for each user: E @ u."""
-    return scores_for(served.ep, served.movies, queries)
+_parts = {"n": min(2, os.cpu_count() or 1), "pool": None}
+
+
+def set_parts(n: int) -> None:
+    """Score each batch in n movie ranges on n threads (default: 2, or 1 on a 1-core machine)."""
+    _parts.update(n=max(1, n), pool=None)
+
+
+def _pool() -> ThreadPoolExecutor:
+    if _parts["pool"] is None:
+        _parts["pool"] = ThreadPoolExecutor(_parts["n"] - 1, thread_name_prefix="score")  # type: ignore[assignment]
+    return _parts["pool"]  # type: ignore[return-value]
+
+
+def user_scores(served: Served, queries: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(hi - lo, B) ranking scores of movie rows lo..hi for each user: E @ u (padding: -inf)."""
+    return scores_for(served.ep[lo:hi], served.movies - lo, queries)
+
+
+def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int, mask_rows: np.ndarray,
+                mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n per query over all movie rows, scored range by range in parallel.
+
+    `score(lo, hi)` gives the (hi - lo, B) scores of rows lo..hi; (mask_rows[i], mask_cols[i])
+    are (movie row, query) pairs to exclude. Returns (rows (B, n), scores (B, n)), -1 / -inf padded.
+    """
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = score(lo, hi)
+        sel = (mask_rows >= lo) & (mask_rows < hi)
+        mask_columns(scores, mask_rows[sel] - lo, mask_cols[sel])
+        rows, vals = top_n_columns(scores, n)
+        return np.where(rows >= 0, rows + lo, -1), vals
+
+    step = -(-rows_total // (_parts["n"] * CHUNK)) * CHUNK
+    ranges = [(lo, min(lo + step, rows_total)) for lo in range(0, rows_total, step)]
+    if len(ranges) == 1:
+        return part(*ranges[0])
+    others = [_pool().submit(part, lo, hi) for lo, hi in ranges[1:]]
+    first = part(*ranges[0])
+    return merge_top_n([first, *(f.result() for f in others)], n)
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
@@ -59,13 +103,11 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
         frame = data.features if at == list(range(data.features.height)) else data.features[at]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
-        scores = user_scores(served, queries)
         slot = np.full(len(requests), -1)
-        slot[warm] = np.arange(len(warm))
-        keep = slot[owner] >= 0  # masks of warm users, still in request order
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(slot[owner[keep]], minlength=len(warm)))])
-        mask_columns(scores, (indptr, seen[keep].astype(np.int64)))
-        rows, vals = top_n_columns(scores, max(requests[i][1] for i in warm))
+        slot[warm] = np.arange(len(warm))  # request index -> query column
+        keep = slot[owner] >= 0
+        rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
+                                 max(requests[i][1] for i in warm), seen[keep], slot[owner[keep]])
         for k, i in enumerate(warm):
             user_id, n = requests[i]
             found = rows[k, :n] >= 0
@@ -76,11 +118,11 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
 
 def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[Answer]:
     """Answers for (movie row, n) requests: highest cosine first, the movie itself excluded."""
-    unit = served.state.unit
-    scores = scores_for(served.unit_p, served.movies, unit[[row for row, _ in requests]])
-    indptr = np.arange(len(requests) + 1, dtype=np.int64)
-    mask_columns(scores, (indptr, np.array([row for row, _ in requests], dtype=np.int64)))
-    rows, vals = top_n_columns(scores, max(n for _, n in requests))
+    movie_rows = np.array([row for row, _ in requests], dtype=np.int64)
+    queries = served.state.unit[movie_rows]
+    rows, vals = top_n_parts(lambda lo, hi: scores_for(served.unit_p[lo:hi], served.movies - lo, queries),
+                             served.unit_p.shape[0], max(n for _, n in requests), movie_rows,
+                             np.arange(len(requests)))
     ids = served.state.store.movie_ids
     answers = []
     for k, (row, n) in enumerate(requests):

@@ -117,12 +117,9 @@ def scores_for(ep: np.ndarray, m: int, queries: np.ndarray) -> np.ndarray:
     return scores
 
 
-def mask_columns(scores: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> None:
-    """Sets every seen movie of each column to -inf; `seen` is a CSR (indptr, movie rows) over columns."""
-    indptr, indices = seen
-    b = scores.shape[1]
-    cols = np.repeat(np.arange(b, dtype=np.int64), np.diff(indptr[: b + 1]))
-    scores.reshape(-1)[indices[: indptr[b]] * b + cols] = NEG_INF
+def mask_columns(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+    """Sets scores[rows[i], cols[i]] to -inf: each column's (query's) seen movies."""
+    scores.reshape(-1)[np.asarray(rows, np.int64) * scores.shape[1] + cols] = NEG_INF
 
 
 def top_n_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +152,16 @@ def top_n_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     out_rows[c[keep], rank[keep]] = r[keep]
     out_vals[c[keep], rank[keep]] = s[keep]
     return out_rows, out_vals
+
+
+def merge_top_n(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top n of the union of per-part top n lists (rows already global), best first,
+    ties by lower row; -1 / -inf padding sorts last. Each part's top n holds every global winner
+    that lives in the part, so the union holds them all."""
+    rows = np.concatenate([r for r, _ in parts], axis=1)
+    vals = np.concatenate([v for _, v in parts], axis=1)
+    order = np.lexsort((np.where(rows >= 0, rows, np.iinfo(np.int64).max), -vals), axis=1)[:, :n]
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 # -- batch: queries x movies score blocks ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from movierec_assets.serving import scoring
 from movierec_assets.serving.topn import (
     mask_columns,
     padded_rows,
@@ -117,9 +118,8 @@ def test_serving_columns_equal_float64_reference(integer: bool) -> None:
     for _ in range(30):
         emb, queries, n = random_case(rng, integer)
         users, movies = rng.integers(0, len(queries), 300), rng.integers(0, len(emb), 300)
-        indptr, indices = seen_csr(users, movies, len(queries))
         scores = scores_for(padded_rows(emb), len(emb), queries)
-        mask_columns(scores, (indptr, indices))
+        mask_columns(scores, movies, users)
         rows, vals = top_n_columns(scores, n)
         for u, q in enumerate(queries):
             expected = reference(emb, q, n, set(movies[users == u].tolist()))
@@ -128,5 +128,28 @@ def test_serving_columns_equal_float64_reference(integer: bool) -> None:
             assert np.all(vals[u][len(got) :] == -np.inf)
     emb = np.zeros((5000, 3), np.float32)  # every score ties
     scores = scores_for(padded_rows(emb), 5000, np.ones((2, 3), np.float32))
-    mask_columns(scores, seen_csr(np.array([1]), np.array([0]), 2))
+    mask_columns(scores, np.array([0]), np.array([1]))
     assert top_n_columns(scores, 10)[0].tolist() == [list(range(10)), list(range(1, 11))]
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_movie_ranges_scored_apart_merge_to_the_same_answer(integer: bool) -> None:
+    """top_n_parts over 1, 2 or 3 movie ranges: same rows, same score bits, ties by lower row."""
+    rng = np.random.default_rng(27 if integer else 28)
+    try:
+        for _ in range(20):
+            emb, queries, n = random_case(rng, integer)
+            users, movies = rng.integers(0, len(queries), 300), rng.integers(0, len(emb), 300)
+            ep = padded_rows(emb)
+            answers = []
+            for parts in (1, 2, 3):
+                scoring.set_parts(parts)
+                score = lambda lo, hi, ep=ep, m=len(emb), q=queries: scores_for(ep[lo:hi], m - lo, q)  # noqa: E731
+                answers.append(scoring.top_n_parts(score, ep.shape[0], n, movies, users))
+            for rows, vals in answers[1:]:
+                assert np.array_equal(rows, answers[0][0]) and np.array_equal(vals, answers[0][1])
+            for u, q in enumerate(queries):
+                expected = reference(emb, q, n, set(movies[users == u].tolist()))
+                assert answers[0][0][u][answers[0][0][u] >= 0].tolist() == expected
+    finally:
+        scoring.set_parts(2)
