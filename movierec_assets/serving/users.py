@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,16 +54,14 @@ class PostgresBatchUserSource(PostgresUserSource):
         distinct = sorted(set(user_ids))
         with conn.pipeline():  # both queries in one round trip
             cur = conn.execute("SELECT * FROM features.user_features WHERE user_id = ANY(%s)", (distinct,))
-            rated = conn.execute("SELECT user_id, movie_id FROM movielens.ratings WHERE user_id = ANY(%s)",
-                                 (distinct,))
+            rated = conn.execute("SELECT user_id, array_agg(movie_id) FROM movielens.ratings "
+                                 "WHERE user_id = ANY(%s) GROUP BY user_id", (distinct,))  # one row per user
         names = [d.name for d in cur.description]
         key = names.index("user_id")
         rows = cur.fetchall()
         frame = pl.DataFrame(rows, schema=names, orient="row") if rows else None
         at = {row[key]: i for i, row in enumerate(rows)}
-        seen: dict[int, list[int]] = defaultdict(list)
-        for user_id, movie_id in rated.fetchall():
-            seen[user_id].append(movie_id)
+        seen = dict(rated.fetchall())
         return UsersBatch(frame, [at.get(u) for u in user_ids],
                           [np.array(seen.get(u, ()), dtype=np.int64) for u in user_ids])
 

@@ -122,7 +122,7 @@ def test_embeddings_recommendations_cli_and_reload(world: str) -> None:
     from movierec_assets.features import load_scaling_stats, scale
     from movierec_assets.ml import registry
     from movierec_assets.serving import embeddings
-    from movierec_assets.serving.recommender import NotFound, from_database
+    from movierec_assets.serving.recommender import InvalidRequest, NotFound, from_database
     from movierec_assets.serving.tower import KerasEncoder
 
     url = world
@@ -159,6 +159,13 @@ def test_embeddings_recommendations_cli_and_reload(world: str) -> None:
     assert similar.items[0].title is not None
     with pytest.raises(NotFound):
         rec.similar(99, 3)
+    # One batch through the PostgreSQL batch lookup (= ANY): each answer equals its unbatched one.
+    requests = [(3, 4), (7, 5), (1, 100), (424242, 3), (3, 2), (-1, 3), (6, 10)]
+    batched = rec.recommend_many(requests)
+    assert isinstance(batched[5], InvalidRequest)
+    for (user, n), answer in zip(requests, batched, strict=True):
+        if user >= 0:
+            assert answer.recommendations() == rec.recommend(user, n), user
 
     batch = metadata(materialize(user_recommendations), "user_recommendations")
     assert batch["users"] == 6 and batch["model_version"] == v1
