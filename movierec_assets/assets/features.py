@@ -17,6 +17,7 @@ from movierec_assets.features.store import (
     write_scaling_stats,
 )
 from movierec_assets.resources import PostgresResource
+from movierec_assets.resources.retry import retry_if_database_drops
 
 GROUP = "features"
 OWNERS = ["team:movierec"]
@@ -95,10 +96,11 @@ _FEATURE_SPECS = [
 @dg.multi_asset(specs=_FEATURE_SPECS, can_subset=False)
 def feature_tables(context: AssetExecutionContext, postgres: PostgresResource) -> Iterator[dg.MaterializeResult]:
     """Both feature tables from one read of movielens.ratings (history plus every loaded day)."""
-    url = postgres.url()
-    frames = compute_from_database(url)
-    started = time.perf_counter()
-    write_feature_tables(url, frames.users, frames.movies)
+    with retry_if_database_drops(context):
+        url = postgres.url()
+        frames = compute_from_database(url)
+        started = time.perf_counter()
+        write_feature_tables(url, frames.users, frames.movies)
     seconds = {**frames.timings.seconds, "write": time.perf_counter() - started}
     timing = {f"{phase}_seconds": round(value, 3) for phase, value in seconds.items()}
     context.log.info(f"features: {frames.users.height:,} users, {frames.movies.height:,} movies; {timing}")
@@ -122,13 +124,14 @@ def feature_tables(context: AssetExecutionContext, postgres: PostgresResource) -
     "training and inference alike.",
 )
 def scaling_stats(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    url = postgres.url()
-    started = time.perf_counter()
-    users, movies = read_feature_tables(url)
-    read_s = time.perf_counter() - started
-    stats = compute_scaling_stats(users, movies)
-    started = time.perf_counter()
-    write_scaling_stats(url, stats)
+    with retry_if_database_drops(context):
+        url = postgres.url()
+        started = time.perf_counter()
+        users, movies = read_feature_tables(url)
+        read_s = time.perf_counter() - started
+        stats = compute_scaling_stats(users, movies)
+        started = time.perf_counter()
+        write_scaling_stats(url, stats)
     write_s = time.perf_counter() - started
     shown = stats.select("table_name", "column_name", pl.col("mean").round(4), pl.col("std").round(4))
     lines = ["| table | column | mean | std |", "|---|---|---:|---:|"]

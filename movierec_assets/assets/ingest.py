@@ -12,6 +12,7 @@ from movierec_assets.ingest.load import MoviesStats
 from movierec_assets.ingest.validate import IngestError
 from movierec_assets.movielens.source import DataFormatError
 from movierec_assets.resources import PostgresResource
+from movierec_assets.resources.retry import retry_if_database_drops
 
 INGEST_GROUP = "ingest"
 INGEST_OWNERS = ["team:movierec"]
@@ -107,7 +108,8 @@ def history_metadata(result: HistoryLoad) -> dict[str, object]:
 def raw_movies(context: dg.AssetExecutionContext, config: IngestConfig, postgres: PostgresResource) -> dg.MaterializeResult:
     data_dir = resolve_data_dir(config.data_dir)
     try:
-        stats = load_movie_tables(postgres.url(), data_dir)
+        with retry_if_database_drops(context):
+            stats = load_movie_tables(postgres.url(), data_dir)
     except (DataFormatError, FileNotFoundError) as exc:
         raise _failure(exc) from None
     context.log.info(f"loaded {stats.movies:,} movies, {stats.tags:,} tags, {stats.links:,} links from {data_dir}")
@@ -129,7 +131,8 @@ def raw_movies(context: dg.AssetExecutionContext, config: IngestConfig, postgres
 def raw_ratings(context: dg.AssetExecutionContext, config: IngestConfig, postgres: PostgresResource) -> dg.MaterializeResult:
     data_dir = resolve_data_dir(config.data_dir)
     try:
-        result = load_history(postgres.url(), data_dir, config.max_reject_share)
+        with retry_if_database_drops(context):
+            result = load_history(postgres.url(), data_dir, config.max_reject_share)
     except (IngestError, DataFormatError, FileNotFoundError) as exc:
         raise _failure(exc) from None
     context.log.info(

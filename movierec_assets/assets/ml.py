@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from movierec_assets.resources.database import PostgresResource
+from movierec_assets.resources.retry import retry_if_database_drops
 
 OWNERS = ["team:movierec"]
 FEATURE_DEPS = [dg.AssetKey("user_features"), dg.AssetKey("movie_features"), dg.AssetKey("scaling_stats")]
@@ -94,12 +95,13 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     from movierec_assets.ml import plots, registry
     from movierec_assets.ml.training_job import run
 
-    url = postgres.url()
-    job = run(url, _job_config(config), context.log)
+    with retry_if_database_drops(context):  # a retried run resumes from the training checkpoints
+        url = postgres.url()
+        job = run(url, _job_config(config), context.log)
+        n_versions = len(registry.list_versions(url))
     m, tr = job.metrics, job.train
     context.log.info(f"model {job.version.version}: holdout RMSE {m['holdout_rmse']:.4f} after {tr.epochs_run} epochs")
     curve = plots.markdown_image(plots.training_curve_png(tr.history))
-    n_versions = len(registry.list_versions(url))
     md = dg.MetadataValue
     return dg.MaterializeResult(metadata={
         "dagster/table_name": "ml.model_versions",

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from movierec_assets.resources.database import PostgresResource
+from movierec_assets.resources.retry import retry_if_database_drops
 
 OWNERS = ["team:movierec"]
 TOP_N = 10
@@ -63,7 +64,8 @@ def movie_embeddings(
 ) -> dg.MaterializeResult:
     from movierec_assets.serving.batch import embed_champion
 
-    run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
+    with retry_if_database_drops(context):
+        run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
     meta: dict = {
         "model_version": run.version or None,
         "dagster/table_name": "ml.movie_embeddings",
@@ -102,7 +104,8 @@ def user_recommendations(
 ) -> dg.MaterializeResult:
     from movierec_assets.serving.batch import recommend_all
 
-    run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)
+    with retry_if_database_drops(context):
+        run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)
     meta: dict = {
         "model_version": run.version or None,
         "dagster/table_name": "ml.user_recommendations",
