@@ -216,11 +216,9 @@ def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: Ratin
     choice = fit_prior(user_emb, movie_emb, features.movie_matrix, movie_feature_columns(),
                        (tr.user_idx, tr.movie_idx), (va.user_idx, va.movie_idx, va.rating), seed=cfg.seed)
     model.rank_weights.assign(choice.weights)
-    logger.info(f"ranking prior: {choice.column or 'none'} x {choice.weight} (validation NDCG@10 "
+    logger.info(f"ranking prior: {choice.terms or 'none'} (validation NDCG@10 "
                 f"{choice.ndcg_without:.4f} -> {choice.ndcg:.4f} over {choice.n_users} users)")
-    return {"column": choice.column, "weight": choice.weight, "val_ndcg_at_10": choice.ndcg,
-            "val_recall_at_10": choice.recall, "val_ndcg_at_10_without": choice.ndcg_without,
-            "val_users": choice.n_users}
+    return choice.summary()
 
 
 def _warm_start(model: ColaborativeFiltering, path: Path, logger: Any) -> None:
