@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,11 +145,7 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
     rows, flat = ([], {}) if stream is not None else holdout_report(
         result.model, fm, tr, va, cfg.rank_users_cap, cfg.train.seed)  # streaming: no baselines in memory
     version = registry.new_version()
-    vdir = registry.version_dir(version)
-    vdir.mkdir(parents=True, exist_ok=False)
-    result.model.save(vdir / registry.MODEL_FILE)
-    feature_io.save_stats(stats, vdir)
-    (vdir / "history.json").write_text(json.dumps(result.history))
+    vdir = _publish_version_dir(registry.version_dir(version), result, stats)
     metrics = {
         "holdout_rmse": result.val_rmse,
         "holdout_events": len(va),
@@ -167,6 +165,23 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
     record = registry.register_candidate(url, version, vdir, metrics, data_start, data_end)
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the next training starts fresh
     return JobResult(record, result, metrics, rows)
+
+
+def _publish_version_dir(vdir: Path, result: TrainResult, stats: Any) -> Path:
+    """Write the model, its scaling stats and history to a hidden folder, then rename it into place:
+    a crash leaves either a complete version folder or a `.tmp-` one, removed by a later run once
+    it is a day old (a younger one may belong to a training running right now)."""
+    vdir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in vdir.parent.glob(".tmp-*"):
+        if time.time() - stale.stat().st_mtime > 86_400:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = vdir.with_name(f".tmp-{vdir.name}")
+    tmp.mkdir()
+    result.model.save(tmp / registry.MODEL_FILE)
+    feature_io.save_stats(stats, tmp)
+    (tmp / "history.json").write_text(json.dumps(result.history))
+    os.rename(tmp, vdir)  # version names are unique (timestamp + random suffix)
+    return vdir
 
 
 def _ts(us: int | np.integer) -> datetime:
