@@ -32,7 +32,7 @@ EVAL_TRAIN = TrainConfig(epochs=12, batch_size=1024, patience=3)
 @dataclass(frozen=True)
 class EvalConfig:
     train: TrainConfig = EVAL_TRAIN
-    max_days: int = 120  # Protocol A: evaluated days, evenly spread over days with events
+    max_days: int = 0  # Protocol A: at most this many evaluated days, evenly spread (0 = every day)
     holdout_fraction: float = 0.2
     min_user_ratings: int = 10
     k: int = 10
@@ -128,7 +128,7 @@ def _eval_days(future: pl.DataFrame, first_day: pl.DataFrame, max_days: int) -> 
     evenly spread when there are more than `max_days`."""
     known = future.with_columns(day=pl.col("rated_at").dt.date()).join(first_day, on="user_id")
     days = known.filter(pl.col("first") < pl.col("day")).select(pl.col("day").unique().sort()).to_series().to_list()
-    if len(days) <= max_days:
+    if not max_days or len(days) <= max_days:
         return days
     pick = np.unique(np.linspace(0, len(days) - 1, max_days).round().astype(int))
     return [days[i] for i in pick]
@@ -205,10 +205,12 @@ def evaluate_dataset(ds: Dataset, cfg: EvalConfig = EvalConfig(), protocols: str
 
 
 def variants(base: TrainConfig) -> dict[str, TrainConfig]:
-    """The comparison behind the defaults: ID embeddings and the retrieval loss, on and off."""
+    """The comparison behind the defaults: ID embeddings, the retrieval loss and the ranking prior."""
     return {
-        "features only (MSE)": replace(base, id_buckets=0, retrieval_weight=0.0),
-        "+ id embeddings": replace(base, id_buckets=20_000, retrieval_weight=0.0),
-        "+ retrieval loss (default)": replace(base, id_buckets=0, retrieval_weight=0.1),
-        "+ both": replace(base, id_buckets=20_000, retrieval_weight=0.1),
+        "features only (MSE)": replace(base, id_buckets=0, retrieval_weight=0.0, ranking_prior=False),
+        "+ id embeddings": replace(base, id_buckets=20_000, retrieval_weight=0.0, ranking_prior=False),
+        "+ retrieval loss": replace(base, id_buckets=0, retrieval_weight=0.1, ranking_prior=False),
+        "+ retrieval loss + ranking prior (default)": replace(base, id_buckets=0, retrieval_weight=0.1,
+                                                               ranking_prior=True),
+        "+ all three": replace(base, id_buckets=20_000, retrieval_weight=0.1, ranking_prior=True),
     }
