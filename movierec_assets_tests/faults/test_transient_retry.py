@@ -6,8 +6,7 @@ import dagster as dg
 import pytest
 
 from movierec_assets.assets import features as feature_assets
-from movierec_assets.resources import PostgresResource
-from movierec_assets.resources import retry
+from movierec_assets.resources import PostgresResource, retry
 
 
 def _events(result: dg.ExecuteInJobResult, kind: dg.DagsterEventType) -> list[dg.DagsterEvent]:
