@@ -57,7 +57,9 @@ def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-unty
     columns = feature_columns()
     movie_ids = np.arange(1, n_movies + 1, dtype=np.int64)
     tower = random_tower(rng, len(columns), TOWER, DIMS)
-    state = random_state("bench", movie_ids, DIMS, tower, columns, rng)
+    # A ranking prior like a trained model's (a scaled log-count term), so serving pays for it.
+    prior = (0.1 * rng.standard_normal(n_movies)).astype(np.float32)
+    state = random_state("bench", movie_ids, DIMS, tower, columns, rng, prior)
     users = MemoryBatchUserSource(columns)
     counts = np.minimum(rng.lognormal(np.log(SEEN_MEAN) - 0.7, 1.2, n_users).astype(np.int64) + 1, n_movies)
     feats = rng.standard_normal((n_users, len(columns))).astype(np.float32)
@@ -217,7 +219,8 @@ def bench_batch(n_users: int) -> dict:
     user_rows = np.repeat(np.arange(n_users), counts)
     seen = seen_csr(user_rows, rng.integers(0, N_MOVIES, len(user_rows)), n_users)
     t = time.perf_counter()
-    rows, _ = top_n_batch(emb, queries, 10, seen, block=256, threads=2)
+    prior = (0.1 * rng.standard_normal(N_MOVIES)).astype(np.float32)  # the model's ranking prior
+    rows, _ = top_n_batch(emb, queries, 10, seen, block=256, threads=2, bias=prior)
     total = time.perf_counter() - t
     assert (rows >= 0).all()
     et = padded_transpose(emb)

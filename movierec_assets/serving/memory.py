@@ -67,10 +67,11 @@ def random_tower(rng: np.random.Generator, n_features: int, layers: list[int], d
 
 
 def random_state(version: str, movie_ids: np.ndarray, dims: int, encoder: UserEncoder, columns: list[str],
-                 rng: np.random.Generator) -> ServingState:
-    """Random L2-normalised movie embeddings with synthetic titles and a random popularity order."""
+                 rng: np.random.Generator, bias: np.ndarray | None = None) -> ServingState:
+    """Random L2-normalised movie embeddings with synthetic titles and a random popularity order
+    (`bias`: a ranking prior per movie, aligned with `movie_ids`; none by default)."""
     matrix = l2_normalize(rng.standard_normal((len(movie_ids), dims)).astype(np.float32))
-    store = EmbeddingStore.build(version, movie_ids, matrix, datetime.now(UTC))
+    store = EmbeddingStore.build(version, movie_ids, matrix, datetime.now(UTC), bias)
     m = len(store.movie_ids)
     catalog = Catalog(
         [f"Movie {i}" for i in store.movie_ids.tolist()],

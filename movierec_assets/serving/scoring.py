@@ -50,8 +50,12 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def user_scores(served: Served, queries: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """(hi - lo, B) ranking scores of movie rows lo..hi for each user: E @ u (padding: -inf)."""
-    return scores_for(served.ep[lo:hi], served.movies - lo, queries)
+    """(hi - lo, B) ranking scores of movie rows lo..hi for each user: E @ u plus the model's
+    ranking prior per movie (padding: -inf)."""
+    scores = scores_for(served.ep[lo:hi], served.movies - lo, queries)
+    if served.bias_p is not None:
+        scores += served.bias_p[lo:hi, None]
+    return scores
 
 
 def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int, mask_rows: np.ndarray,

@@ -56,6 +56,7 @@ class Served:
     unit_p: np.ndarray  # (Mpad, d) the unit rows likewise: cosine between movies
     fragments: list[str]  # per movie row: its JSON object without the score value
     row_of_id: np.ndarray | None  # dense movie id -> row (-1: absent), when ids are small enough
+    bias_p: np.ndarray | None = None  # (Mpad,) the model's ranking prior per movie row; None: all zero
 
     @classmethod
     def build(cls, state: ServingState) -> Served:
@@ -65,7 +66,11 @@ class Served:
         if ids and 0 <= ids[0] and ids[-1] < _DENSE_IDS:  # ids are sorted
             row_of_id = np.full(ids[-1] + 1, -1, dtype=np.int64)
             row_of_id[ids] = np.arange(len(ids))
-        return cls(state, padded_rows(state.store.matrix), padded_rows(state.unit), fragments, row_of_id)
+        ep, bias, bias_p = padded_rows(state.store.matrix), state.store.bias, None
+        if bias.any():  # padding rows get 0, so their -inf scores stay -inf
+            bias_p = np.zeros(ep.shape[0], np.float32)
+            bias_p[: len(bias)] = bias
+        return cls(state, ep, padded_rows(state.unit), fragments, row_of_id, bias_p)
 
     def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows of movie ids (-1 for unknown ones): one gather instead of a binary search each."""

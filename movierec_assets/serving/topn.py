@@ -200,11 +200,13 @@ def iter_top_n_batch(
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     block: int = 256,
     threads: int = 2,
+    bias: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Blocked exact top n for many queries: yields (first query row, rows (B, n), scores (B, n)).
 
-    `seen` is a CSR (indptr, indices) over query rows. Padding (fewer than n unmasked movies) is
-    row -1 with score -inf. Blocks run on `threads` threads: BLAS and argpartition release the GIL.
+    `seen` is a CSR (indptr, indices) over query rows; `bias` (m,) is added to every query's
+    scores (the model's ranking prior). Padding (fewer than n unmasked movies) is row -1 with
+    score -inf. Blocks run on `threads` threads: BLAS and argpartition release the GIL.
     """
     queries = np.asarray(queries, dtype=np.float32)
     m = embeddings.shape[0]
@@ -212,6 +214,8 @@ def iter_top_n_batch(
 
     def work(start: int) -> tuple[int, np.ndarray, np.ndarray]:
         scores = queries[start : start + block] @ et
+        if bias is not None:
+            scores[:, :m] += bias
         scores[:, m:] = NEG_INF
         if seen is not None:
             _mask_block(scores, start, *seen)
@@ -232,11 +236,12 @@ def top_n_batch(
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     block: int = 256,
     threads: int = 2,
+    bias: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All of `iter_top_n_batch` gathered into (rows (U, n), scores (U, n))."""
     u = queries.shape[0]
     rows = np.full((u, n), -1, dtype=np.int64)
     vals = np.full((u, n), NEG_INF, dtype=np.float32)
-    for start, r, v in iter_top_n_batch(embeddings, queries, n, seen, block, threads):
+    for start, r, v in iter_top_n_batch(embeddings, queries, n, seen, block, threads, bias):
         rows[start : start + len(r)], vals[start : start + len(r)] = r, v
     return rows, vals

@@ -44,3 +44,44 @@ def test_bias_round_trips_through_postgres_and_npy(pg_url: str, tmp_path: Path) 
         np.testing.assert_array_equal(loaded.matrix, store.matrix)
     (npy / embeddings.BIAS_FILE).unlink()  # a copy without its prior is stale: PostgreSQL answers
     np.testing.assert_array_equal(embeddings.load(pg_url, store.version).bias, store.bias)
+
+
+def _prior_world(bias: np.ndarray):  # type: ignore[no-untyped-def]
+    from movierec_assets.serving.memory import MemoryStateLoader, random_state, random_tower
+    from movierec_assets.serving.users import MemoryBatchUserSource
+    from movierec_assets_tests.serving.helpers import COLUMNS, DIMS
+
+    rng = np.random.default_rng(11)
+    movie_ids = np.arange(1, len(bias) + 1, dtype=np.int64) * 3
+    state = random_state("prior", movie_ids, DIMS, random_tower(rng, len(COLUMNS), [16], DIMS), COLUMNS, rng, bias)
+    users = MemoryBatchUserSource(COLUMNS)
+    for u in range(1, 21):
+        users.features[u] = rng.standard_normal(len(COLUMNS)).astype(np.float32)
+        users.seen[u] = rng.choice(movie_ids, 15, replace=False)
+    loader = MemoryStateLoader()
+    loader.publish(state)
+    return loader, users, state
+
+
+def test_served_ranking_adds_the_prior_and_equals_a_float64_reference() -> None:
+    from movierec_assets.serving.recommender import Recommender
+    from movierec_assets.serving.topn import top_n_batch
+
+    bias = np.random.default_rng(3).normal(0.0, 0.3, 300).astype(np.float32)
+    loader, users, state = _prior_world(bias)
+    rec = Recommender(loader, users)
+    queries = []
+    for u in range(1, 21):
+        got = rec.recommend(u, 12)
+        query = state.encoder.encode(users.features[u][None, :], u).astype(np.float64).reshape(-1)
+        queries.append(query)
+        scores = state.store.matrix.astype(np.float64) @ query + bias.astype(np.float64)
+        scores[state.store.rows_of(users.seen[u])] = -np.inf
+        expected = state.store.movie_ids[np.argsort(-scores, kind="stable")[:12]].tolist()
+        assert [item.movie_id for item in got.items] == expected
+        assert not set(expected) & set(users.seen[u].tolist())
+    # The batch table ranks the same way.
+    rows, _ = top_n_batch(state.store.matrix, np.array(queries, np.float32), 5, bias=state.store.bias)
+    for k, q in enumerate(queries):
+        scores = state.store.matrix.astype(np.float64) @ q + bias
+        assert rows[k].tolist() == np.argsort(-scores, kind="stable")[:5].tolist()
