@@ -24,7 +24,8 @@ PRIOR_COLUMNS = ("log_count", "log_count_90d", "shrunk_mean")
 PRIOR_GRID = (-0.2, -0.1, -0.05, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 MAX_TERMS = 2
 MAX_USERS = 3000
-MAX_CELLS = 60_000_000  # users x movies held in memory (float32: 240 MB) while searching
+MAX_CELLS = 20_000_000  # users x movies held while searching (float32: 80 MB); ~230 users at ml-32m
+BLOCK = 128  # users ranked at once: bounds the temporaries (scores + argpartition indices)
 K = 10
 
 
@@ -65,10 +66,10 @@ class _Judge:
 
     def __call__(self, bias: np.ndarray | None) -> tuple[float, float, int]:
         recalls, ndcgs = [], []
-        for start in range(0, len(self.scores), 1024):
-            block = self.scores[start : start + 1024]
+        for start in range(0, len(self.scores), BLOCK):
+            block = self.scores[start : start + BLOCK]
             r, g = recall_ndcg_at_k(top_k(block if bias is None else block + bias, K),
-                                    self.relevant[start : start + 1024], K)
+                                    self.relevant[start : start + BLOCK], K)
             recalls.append(r)
             ndcgs.append(g)
         recall, ndcg = np.concatenate(recalls), np.concatenate(ndcgs)
