@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -67,8 +68,8 @@ def compute_scaling_stats(
     )
 
 
-def scale(df: pl.DataFrame, stats: pl.DataFrame, table: str) -> np.ndarray:
-    """(x - mean) / std for the table's features in canonical order, as float32 (rows of `df`).
+def make_scaler(stats: pl.DataFrame, table: str) -> Callable[[pl.DataFrame], np.ndarray]:
+    """`scale` with the stats checked and indexed once: serving scales one small frame per request.
 
     A std of 0 scales by 1. Fails loudly when the stats are of another feature-set version or
     lack a column, so training and serving can never silently disagree.
@@ -83,11 +84,28 @@ def scale(df: pl.DataFrame, stats: pl.DataFrame, table: str) -> np.ndarray:
     missing = [c for c in columns if c not in lookup]
     if missing:
         raise ValueError(f"scaling stats for {name} lack columns {missing}")
-    absent = [c for c in columns if c not in df.columns]
-    if absent:
-        raise ValueError(f"{name} frame lacks feature columns {absent}")
     mean = np.array([lookup[c][0] for c in columns], dtype=np.float64)
     std = np.array([lookup[c][1] for c in columns], dtype=np.float64)
     std = np.where(std > 0, std, 1.0)
-    values = df.select(pl.col(columns).cast(pl.Float64)).to_numpy()
-    return ((values - mean) / std).astype(np.float32)
+
+    def apply(df: pl.DataFrame) -> np.ndarray:
+        absent = [c for c in columns if c not in df.columns]
+        if absent:
+            raise ValueError(f"{name} frame lacks feature columns {absent}")
+        # Column by column: a polars select + cast costs ~0.2 ms per call on one-row frames.
+        values = np.column_stack([_as_float64(df.get_column(c)) for c in columns])
+        return ((values.reshape(df.height, len(columns)) - mean) / std).astype(np.float32)
+
+    return apply
+
+
+def _as_float64(column: pl.Series) -> np.ndarray:
+    """A feature column as float64, nulls as NaN (what `cast(Float64)` gives, without a query plan)."""
+    if not column.dtype.is_float():
+        column = column.cast(pl.Float64)  # ints, booleans, and all-null columns of one-row frames
+    return column.to_numpy().astype(np.float64, copy=False)
+
+
+def scale(df: pl.DataFrame, stats: pl.DataFrame, table: str) -> np.ndarray:
+    """(x - mean) / std for the table's features in canonical order, as float32 (rows of `df`)."""
+    return make_scaler(stats, table)(df)

@@ -50,7 +50,7 @@ class MemoryUserSource:
 
 def identity_scaler(columns: list[str]):  # type: ignore[no-untyped-def]
     def scale(df: pl.DataFrame) -> np.ndarray:
-        return df.select(columns).to_numpy().astype(np.float32)
+        return np.column_stack([df.get_column(c).to_numpy() for c in columns]).astype(np.float32)
 
     return scale
 

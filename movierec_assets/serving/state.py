@@ -105,7 +105,7 @@ def champion_parts(url: str) -> ModelParts:
     """Loads a registered model's user tower as a fast encoder, and the shared feature scaler."""
 
     def parts(version: str) -> tuple[UserEncoder, Scaler]:
-        from movierec_assets.features import scale
+        from movierec_assets.features.scaling import make_scaler
         from movierec_assets.ml import feature_io, registry
         from movierec_assets.serving.tower import encoder_for
 
@@ -114,7 +114,7 @@ def champion_parts(url: str) -> ModelParts:
             raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
         model = registry.load_model(entry.path)
         stats = model_stats(url, entry.path).filter(pl.col("table_name") == feature_io.USER_TABLE)
-        return encoder_for(model.user_net), lambda df: scale(df, stats, feature_io.USER_TABLE)
+        return encoder_for(model.user_net), make_scaler(stats, feature_io.USER_TABLE)
 
     return parts
 

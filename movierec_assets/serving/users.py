@@ -71,10 +71,18 @@ class MemoryBatchUserSource(MemoryUserSource):
 
     def lookup_many(self, user_ids: list[int]) -> UsersBatch:
         known = [u for u in dict.fromkeys(user_ids) if u in self.features]
-        frame = pl.DataFrame(np.stack([self.features[u] for u in known]), schema=self.columns) if known else None
+        frame = _frame([self.features[u] for u in known], self.columns) if known else None
         at = {u: i for i, u in enumerate(known)}
         empty = np.zeros(0, np.int64)
         return UsersBatch(frame, [at.get(u) for u in user_ids], [self.seen.get(u, empty) for u in user_ids])
+
+
+def _frame(rows: list[np.ndarray], columns: list[str]) -> pl.DataFrame:
+    """Feature rows as a frame. Few rows go through Python lists (~50 us; polars' numpy path
+    builds one Series per column, ~0.25 ms whatever the row count), many through numpy."""
+    if len(rows) <= 8:
+        return pl.DataFrame([r.tolist() for r in rows], schema=columns, orient="row")
+    return pl.DataFrame(np.stack(rows), schema=columns)
 
 
 def lookup_many(users: UserSource, user_ids: list[int]) -> UsersBatch:
