@@ -94,7 +94,7 @@ def run_tower(tower: Any, features: np.ndarray, ids: np.ndarray | None = None, b
             if ids is None:
                 raise ValueError("this tower needs ids (it was trained with hash-bucket id embeddings)")
             x = [x, np.asarray(ids[start : start + batch], dtype=np.int32)]
-        out.append(np.asarray(tower.predict_on_batch(x), dtype=np.float32))
+        out.append(np.asarray(tower(x, training=False), dtype=np.float32))  # predict_on_batch retraces per shape
         if progress:
             progress(min(batch, features.shape[0] - start))
     dims = int(tower.outputs[0].shape[-1])
