@@ -70,19 +70,11 @@ def group_by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> list[np.nda
     return np.split(cols[order], np.cumsum(counts)[:-1])
 
 
-def ranking_metrics(
-    score_fn: Callable[[np.ndarray], np.ndarray],
-    users: np.ndarray,
-    seen: tuple[np.ndarray, np.ndarray],
-    held_out: tuple[np.ndarray, np.ndarray, np.ndarray],
-    k: int = 10,
-    chunk: int = 512,
-) -> RankingResult:
-    """Recall@K / NDCG@K over `users` (row indices into score_fn's output).
-
-    `score_fn(user_rows) -> (len(user_rows), n_items)` scores; `seen` = (user_row, item) pairs rated
-    before the held-out period (masked); `held_out` = (user_row, item, rating) held-out events.
-    """
+def query_sets(users: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
+               held_out: tuple[np.ndarray, np.ndarray, np.ndarray]
+               ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """(sorted unique users, each one's relevant items, each one's seen items): the ranking
+    queries behind Recall@K / NDCG@K, with the definitions at the top of this module."""
     users = np.unique(np.asarray(users))
     n = len(users)
     lookup = np.full(int(users.max()) + 1 if n else 1, -1, np.int64)
@@ -99,8 +91,24 @@ def ranking_metrics(
         n_items_key = int(max(seen_i.max(initial=0), ho_i.max(initial=0))) + 1
         fresh = ~np.isin(ho_row * n_items_key + ho_i, seen_u * n_items_key + seen_i)
         ho_row, ho_i = ho_row[fresh], ho_i[fresh]
-    relevant = [np.unique(r) for r in group_by_row(ho_row, ho_i, n)]
-    seen_by_row = group_by_row(seen_u, seen_i, n)
+    return users, [np.unique(r) for r in group_by_row(ho_row, ho_i, n)], group_by_row(seen_u, seen_i, n)
+
+
+def ranking_metrics(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    users: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    held_out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    k: int = 10,
+    chunk: int = 512,
+) -> RankingResult:
+    """Recall@K / NDCG@K over `users` (row indices into score_fn's output).
+
+    `score_fn(user_rows) -> (len(user_rows), n_items)` scores; `seen` = (user_row, item) pairs rated
+    before the held-out period (masked); `held_out` = (user_row, item, rating) held-out events.
+    """
+    users, relevant, seen_by_row = query_sets(users, seen, held_out)
+    n = len(users)
     recalls, ndcgs = [], []
     for start in range(0, n, chunk):
         rows = users[start : start + chunk]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, recall_ndcg_at_k, top_k
+from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, query_sets, recall_ndcg_at_k, top_k
 
 PRIOR_COLUMNS = ("log_count", "log_count_90d", "shrunk_mean")
 # Cosine units per standard deviation of the feature.
@@ -49,20 +49,10 @@ class _Judge:
 
     def __init__(self, user_emb: np.ndarray, movie_emb: np.ndarray, users: np.ndarray,
                  seen: tuple[np.ndarray, np.ndarray], held_out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        users, self.relevant, seen_by_row = query_sets(users, seen, held_out)
         self.scores = user_emb[users] @ movie_emb.T.astype(np.float32)
-        row = np.full(int(max(users.max(initial=0), held_out[0].max(initial=0), seen[0].max(initial=0))) + 1, -1)
-        row[users] = np.arange(len(users))
-        su, si = seen
-        keep = row[su] >= 0
-        self.scores[row[su[keep]], si[keep]] = -np.inf  # seen movies are never candidates
-        hu, hi, hr = held_out
-        ok = (row[hu] >= 0) & (hr >= RELEVANT_MIN_RATING)
-        n_movies = movie_emb.shape[0]
-        seen_keys = row[su[keep]].astype(np.int64) * n_movies + si[keep]
-        fresh = ~np.isin(row[hu[ok]].astype(np.int64) * n_movies + hi[ok], seen_keys)  # re-ratings: not relevant
-        r, i = row[hu[ok]][fresh], hi[ok][fresh]
-        order = np.argsort(r, kind="stable")
-        self.relevant = [np.unique(x) for x in np.split(i[order], np.cumsum(np.bincount(r, minlength=len(users)))[:-1])]
+        for row, items in enumerate(seen_by_row):  # seen movies are never candidates
+            self.scores[row, items] = -np.inf
 
     def __call__(self, bias: np.ndarray | None) -> tuple[float, float, int]:
         recalls, ndcgs = [], []
