@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
@@ -72,6 +73,53 @@ def live_server(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class Hammer:
+    """`clients` threads GET `path(worker, i)` in a loop until the block ends; every 200 answer is
+    kept as (path, body), anything else as a failure."""
+
+    def __init__(self, base: str, clients: int, path: Callable[[int, int], str]) -> None:
+        self.base, self.path = base, path
+        self.answers: list[tuple[str, dict]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(w,)) for w in range(clients)]
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                path = self.path(worker, i)
+                try:
+                    response = client.get(path)
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{path}: {exc!r}")
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"{path}: {response.status_code}")
+                else:
+                    self.answers.append((path, response.json()))
+
+    def __enter__(self) -> Hammer:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+
+
+def publish_and_wait(world: World, base: str, version: str, timeout_s: float = 10.0) -> None:
+    """A new champion's embeddings appear; returns once the server reports serving them."""
+    world.loader.publish(world.new_state(version))
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{base}/health").json()["model_version"] != version:
+        assert time.monotonic() < deadline, f"{version} never served"
+        time.sleep(0.02)
 
 
 def brute_force(matrix: np.ndarray, query: np.ndarray, n: int, exclude_rows: set[int]) -> list[int]:

@@ -3,11 +3,10 @@ reload while threads hammer it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
-import httpx
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -16,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from movierec_assets.serving.api import create_app
 from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
 from movierec_assets.serving.recommender import Recommender
-from movierec_assets_tests.serving.helpers import COLUMNS, live_server, make_world
+from movierec_assets_tests.serving.helpers import COLUMNS, Hammer, live_server, make_world, publish_and_wait
 
 
 def test_status_codes() -> None:
@@ -81,47 +80,24 @@ def test_schemathesis_finds_no_server_errors() -> None:
 def test_hot_reload_while_requests_are_in_flight(clients: int) -> None:
     world = make_world(n_movies=2000)
     app = create_app(lambda: world.recommender(reload_every=0.05), reload_poll_s=0.05)
-    failures: list[str] = []
-    versions: Counter[str] = Counter()
-    stop = threading.Event()
 
-    def hammer(base: str, worker: int) -> None:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                path = f"/users/{1 + (worker + i) % 41}/recommendations?n=10" if i % 3 else \
-                    f"/movies/{int(world.movie_ids[i % 2000])}/similar?n=5"
-                try:
-                    response = client.get(path)
-                    if response.status_code != 200:
-                        failures.append(f"{path}: {response.status_code}")
-                    else:
-                        versions[response.json()["model_version"]] += 1
-                except httpx.HTTPError as exc:
-                    failures.append(f"{path}: {exc!r}")
+    def path(worker: int, i: int) -> str:
+        return (f"/users/{1 + (worker + i) % 41}/recommendations?n=10" if i % 3
+                else f"/movies/{int(world.movie_ids[i % 2000])}/similar?n=5")
 
-    with live_server(app) as base:
-        threads = [threading.Thread(target=hammer, args=(base, w)) for w in range(clients)]
-        for t in threads:
-            t.start()
-        for version in ("v2", "v3"):
-            before = sum(versions.values())
-            deadline = time.monotonic() + 10
-            while sum(versions.values()) < before + 30:  # requests are flowing on the old version
-                assert time.monotonic() < deadline and not failures, failures
-                time.sleep(0.02)
-            world.loader.publish(world.new_state(version))  # a new champion's embeddings appear
-            deadline = time.monotonic() + 10
-            while httpx.get(f"{base}/health").json()["model_version"] != version:
-                assert time.monotonic() < deadline, f"{version} never served"
-                time.sleep(0.02)
-        before = versions["v3"]
+    def served(version: str) -> int:
+        return sum(1 for _, body in hammer.answers if body["model_version"] == version)
+
+    def wait_for(count: Callable[[], int], at_least: int) -> None:
         deadline = time.monotonic() + 10
-        while versions["v3"] < before + 30 and time.monotonic() < deadline:
+        while count() < at_least:
+            assert time.monotonic() < deadline and not hammer.failures, hammer.failures
             time.sleep(0.02)
-        stop.set()
-        for t in threads:
-            t.join(10)
-    assert failures == []
-    assert versions["v1"] > 0 and versions["v3"] > 0, versions
+
+    with live_server(app) as base, Hammer(base, clients, path) as hammer:
+        for version in ("v2", "v3"):
+            wait_for(lambda: len(hammer.answers), len(hammer.answers) + 30)  # flowing on the old version
+            publish_and_wait(world, base, version)
+        wait_for(lambda: served("v3"), served("v3") + 30)
+    assert hammer.failures == []
+    assert served("v1") > 0 and served("v3") > 0

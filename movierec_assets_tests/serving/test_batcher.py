@@ -5,7 +5,6 @@ during batching serves every request from one consistent model version."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 
@@ -19,7 +18,7 @@ from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
 from movierec_assets.serving.recommender import InvalidRequest, NotFound, Recommendations, Recommender
 from movierec_assets.serving.scoring import recommend_users
 from movierec_assets.serving.served import Served
-from movierec_assets_tests.serving.helpers import COLUMNS, live_server, make_world
+from movierec_assets_tests.serving.helpers import COLUMNS, Hammer, live_server, make_world, publish_and_wait
 
 
 def as_json(result: Recommendations) -> dict:
@@ -133,42 +132,16 @@ def test_a_failing_batch_fails_each_request_and_the_batcher_carries_on() -> None
 def test_reload_while_batching_serves_one_consistent_version(clients: int) -> None:
     world = make_world(n_movies=2000)
     app = create_app(lambda: world.recommender(reload_every=0.05), reload_poll_s=0.05, max_wait_s=0.005)
-    seen: list[tuple[str, dict]] = []
-    failures: list[str] = []
-    stop = threading.Event()
+    def path(worker: int, i: int) -> str:
+        return f"/users/{1 + (worker * 7 + i) % 41}/recommendations?n={1 + i % 12}"
 
-    def hammer(base: str, worker: int) -> None:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                path = f"/users/{1 + (worker * 7 + i) % 41}/recommendations?n={1 + i % 12}"
-                try:
-                    r = client.get(path)
-                except httpx.HTTPError as exc:
-                    failures.append(f"{path}: {exc!r}")
-                    continue
-                if r.status_code != 200:
-                    failures.append(f"{path}: {r.status_code}")
-                else:
-                    seen.append((path, r.json()))
-
-    with live_server(app) as base:
-        threads = [threading.Thread(target=hammer, args=(base, w)) for w in range(clients)]
-        for t in threads:
-            t.start()
+    with live_server(app) as base, Hammer(base, clients, path) as hammer:
         for version in ("v2", "v3"):
             time.sleep(0.3)
-            world.loader.publish(world.new_state(version))
-            deadline = time.monotonic() + 10
-            while httpx.get(f"{base}/health").json()["model_version"] != version:
-                assert time.monotonic() < deadline, f"{version} never served"
-                time.sleep(0.02)
+            publish_and_wait(world, base, version)
         time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(10)
-        assert app.state.users.batches < app.state.users.items  # requests really were batched
+    assert app.state.users.batches < app.state.users.items  # requests really were batched
+    failures, seen = hammer.failures, hammer.answers
     assert failures == []
     versions = Counter(body["model_version"] for _, body in seen)
     assert versions["v1"] and versions["v2"] and versions["v3"], versions
