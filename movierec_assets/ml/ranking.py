@@ -13,7 +13,7 @@ with no retraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +37,6 @@ class PriorChoice:
     recall: float
     ndcg_without: float  # the same validation users, cosine only
     n_users: int
-    table: list[dict[str, object]] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         return {"terms": self.terms, "val_ndcg_at_10": self.ndcg, "val_recall_at_10": self.recall,
@@ -94,7 +93,6 @@ def fit_prior(
     judge = _Judge(user_emb, movie_emb, users, seen, held_out)
     weights = np.zeros(movie_matrix.shape[1], np.float32)
     best = without = judge(None)
-    table: list[dict[str, object]] = [{"terms": {}, "ndcg_at_10": without[0], "recall_at_10": without[1]}]
     terms: dict[str, float] = {}
     for _ in range(MAX_TERMS):
         step = None
@@ -103,7 +101,6 @@ def fit_prior(
                 trial = weights.copy()
                 trial[cols[name]] = w
                 res = judge(movie_matrix @ trial)
-                table.append({"terms": {**terms, name: w}, "ndcg_at_10": res[0], "recall_at_10": res[1]})
                 if res[2] and res[0] > (step[2][0] if step else best[0]) + 1e-9:
                     step = (name, w, res)
         if step is None:
@@ -111,4 +108,4 @@ def fit_prior(
         terms[step[0]] = step[1]
         weights[cols[step[0]]] = step[1]
         best = step[2]
-    return PriorChoice(terms, weights, best[0], best[1], without[0], best[2], table)
+    return PriorChoice(terms, weights, best[0], best[1], without[0], best[2])
