@@ -108,8 +108,7 @@ def top_n_table(version: str, user_ids: np.ndarray, store: EmbeddingStore, queri
                 seen: tuple[np.ndarray, np.ndarray], n: int, progress: Progress | None = None) -> pa.Table:
     """(model_version, user_id, rank, movie_id, score) for every user's top n."""
     users, ranks, movies, scores = [], [], [], []
-    bias = store.bias if store.bias.any() else None
-    for start, rows, vals in iter_top_n_batch(store.matrix, queries, n, seen, bias=bias):
+    for start, rows, vals in iter_top_n_batch(store.matrix, queries, n, seen, bias=store.ranking_bias):
         valid = rows >= 0
         block_users = np.repeat(user_ids[start : start + len(rows)], n).reshape(len(rows), n)
         users.append(block_users[valid])

@@ -70,6 +70,11 @@ class EmbeddingStore:
         )
 
     @property
+    def ranking_bias(self) -> np.ndarray | None:
+        """The bias to add to user scores, or None when the model has no ranking prior (all zero)."""
+        return self.bias if self.bias.any() else None
+
+    @property
     def dims(self) -> int:
         return int(self.matrix.shape[1])
 

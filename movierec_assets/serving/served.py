@@ -66,8 +66,8 @@ class Served:
         if ids and 0 <= ids[0] and ids[-1] < _DENSE_IDS:  # ids are sorted
             row_of_id = np.full(ids[-1] + 1, -1, dtype=np.int64)
             row_of_id[ids] = np.arange(len(ids))
-        ep, bias, bias_p = padded_rows(state.store.matrix), state.store.bias, None
-        if bias.any():  # padding rows get 0, so their -inf scores stay -inf
+        ep, bias, bias_p = padded_rows(state.store.matrix), state.store.ranking_bias, None
+        if bias is not None:  # padding rows get 0, so their -inf scores stay -inf
             bias_p = np.zeros(ep.shape[0], np.float32)
             bias_p[: len(bias)] = bias
         return cls(state, ep, padded_rows(state.unit), fragments, row_of_id, bias_p)
