@@ -265,7 +265,7 @@ def start_server(n_users: int, backend: str, workers: int) -> tuple[subprocess.P
     env = {**os.environ, "BENCH_SERVING_USERS": str(n_users), "BENCH_SERVING_BACKEND": backend}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.bench_serving:make_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+         "--port", str(port), "--log-level", "warning", "--no-access-log", "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools",
          "--workers", str(workers)],
         env=env, cwd=Path(__file__).resolve().parents[1],
     )

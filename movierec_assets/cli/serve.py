@@ -60,4 +60,5 @@ def serve(host: str, port: int, reload_every: float, workers: int, max_batch: in
     })
     click.echo(f"movierec API on http://{host}:{port} (docs at /docs, {workers} worker(s))")
     uvicorn.run("movierec_assets.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level="info", access_log=False)
+                loop="uvloop", http="httptools", log_level="info", access_log=False,
+                proxy_headers=False)  # no client addresses are used: skip X-Forwarded-* parsing

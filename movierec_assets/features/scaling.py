@@ -68,7 +68,7 @@ def compute_scaling_stats(
     )
 
 
-def make_scaler(stats: pl.DataFrame, table: str) -> Callable[[pl.DataFrame], np.ndarray]:
+def make_scaler(stats: pl.DataFrame, table: str) -> Callable[[pl.DataFrame | np.ndarray], np.ndarray]:
     """`scale` with the stats checked and indexed once: serving scales one small frame per request.
 
     A std of 0 scales by 1. Fails loudly when the stats are of another feature-set version or
@@ -88,7 +88,11 @@ def make_scaler(stats: pl.DataFrame, table: str) -> Callable[[pl.DataFrame], np.
     std = np.array([lookup[c][1] for c in columns], dtype=np.float64)
     std = np.where(std > 0, std, 1.0)
 
-    def apply(df: pl.DataFrame) -> np.ndarray:
+    def apply(df: pl.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(df, np.ndarray):  # rows whose columns are already in canonical order
+            if df.ndim != 2 or df.shape[1] != len(columns):
+                raise ValueError(f"{name} rows have shape {df.shape}, expected (n, {len(columns)})")
+            return ((df.astype(np.float64) - mean) / std).astype(np.float32)
         absent = [c for c in columns if c not in df.columns]
         if absent:
             raise ValueError(f"{name} frame lacks feature columns {absent}")

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.serving.batcher import MAX_BATCH, MAX_WAIT_S, Batcher
-from movierec_assets.serving.fastpath import INT32_MAX, FastPath
+from movierec_assets.serving.fastpath import INT32_MAX, FastPathAPI
 from movierec_assets.serving.recommender import (
     MAX_N,
     Answer,
@@ -93,10 +93,9 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
             app.state.users.close()
             app.state.similar.close()
 
-    app = FastAPI(title="movierec", version="1", lifespan=lifespan,
-                  description="Two-tower movie recommendations from the champion model.")
-    if fast_path:
-        app.add_middleware(FastPath, owner=app)
+    app = FastPathAPI(title="movierec", version="1", lifespan=lifespan,
+                      description="Two-tower movie recommendations from the champion model.")
+    app.fast_path = fast_path
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut,
              responses={503: {"description": "no embeddings yet"}})

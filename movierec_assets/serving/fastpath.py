@@ -1,7 +1,7 @@
 """A lean ASGI path for the hot, well-formed requests; everything else goes through FastAPI.
 
-FastAPI's routing, parameter validation and dependency solving cost more CPU per request than the
-batched answer itself. This middleware answers only requests it can recognise exactly:
+FastAPI's middleware, routing, parameter validation and dependency solving cost more CPU per
+request than the batched answer itself. `FastPathAPI` answers only requests it can recognise exactly:
 `GET /users/{digits}/recommendations` with no query or exactly `n={digits}`, and `GET /health`
 with no query. Ids above 2**31-1, n outside 1..100, any other parameter, encoding or method fall
 through to the FastAPI routes, which stay the documented API (OpenAPI, 422 bodies). Answers and
@@ -15,13 +15,14 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import FastAPI
+
 from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.serving.recommender import MAX_N, InvalidRequest, NotFound, NotReady
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INT32_MAX = 2**31 - 1
 _USER = re.compile(r"/users/([0-9]{1,10})/recommendations")
@@ -59,22 +60,22 @@ def _detail(exc: Exception) -> bytes:
     return json.dumps({"detail": str(exc)}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class FastPath:
-    """ASGI middleware: hot requests answered from the app's batcher, the rest passed on."""
+class FastPathAPI(FastAPI):
+    """FastAPI that answers the hot requests before its middleware stack (six ASGI layers per
+    request); everything else goes the documented way."""
 
-    def __init__(self, app: ASGIApp, owner: Any) -> None:
-        self.app, self.owner = app, owner  # owner: the FastAPI app whose state holds the batchers
+    fast_path: bool = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return await self.app(scope, receive, send)
+        if not (self.fast_path and scope["type"] == "http" and scope["method"] == "GET"):
+            return await super().__call__(scope, receive, send)
         if scope["path"] == "/health" and not scope.get("query_string"):
-            return await _send(send, 200, self.owner.state.health_json())
+            return await _send(send, 200, self.state.health_json())
         request = _user_request(scope)
         if request is None:
-            return await self.app(scope, receive, send)
+            return await super().__call__(scope, receive, send)
         try:
-            answer = await self.owner.state.users.submit(request)
+            answer = await self.state.users.submit(request)
         except Exception as exc:
             for kind, status in _STATUS:
                 if isinstance(exc, kind):

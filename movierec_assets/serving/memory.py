@@ -49,7 +49,9 @@ class MemoryUserSource:
 
 
 def identity_scaler(columns: list[str]):  # type: ignore[no-untyped-def]
-    def scale(df: pl.DataFrame) -> np.ndarray:
+    def scale(df: pl.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(df, np.ndarray):  # rows already in column order
+            return df.astype(np.float32)
         return np.column_stack([df.get_column(c).to_numpy() for c in columns]).astype(np.float32)
 
     return scale

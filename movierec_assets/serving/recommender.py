@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.scoring import recommend_users, similar_movies
+from movierec_assets.serving.scoring import recommend_users, similar_movies, warm
 from movierec_assets.serving.served import Answer, Item, Recommendations, Served
 from movierec_assets.serving.state import ServingState, StateLoader, UserSource
 
@@ -99,6 +99,7 @@ class Recommender:
             if version is None or version == self.version:
                 return False
             new = Served.build(self.loader.load(version))
+            warm(new)
             self._served = new
             log.info("serving model version %s (%d movies)", version, new.movies)
             return True

@@ -19,9 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from movierec_assets.serving.quantized import (
+    approximate,
+    exact_pairs,
+    quantize_queries,
+    rescored_top_n,
+    tolerances,
+)
 from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import CHUNK, mask_columns, merge_top_n, scores_for, top_n_columns
+from movierec_assets.serving.topn import CHUNK, NEG_INF, mask_columns, merge_top_n, scores_for, top_n_columns
 from movierec_assets.serving.users import lookup_many
 
 
@@ -58,28 +65,73 @@ def user_scores(served: Served, queries: np.ndarray, lo: int, hi: int) -> np.nda
     return scores
 
 
-def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int, mask_rows: np.ndarray,
-                mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top n per query over all movie rows, scored range by range in parallel.
+def in_parts(part: Callable[[int, int], tuple[np.ndarray, np.ndarray]], rows_total: int,
+             n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n per query over all movie rows, computed range by range in parallel.
 
-    `score(lo, hi)` gives the (hi - lo, B) scores of rows lo..hi; (mask_rows[i], mask_cols[i])
-    are (movie row, query) pairs to exclude. Returns (rows (B, n), scores (B, n)), -1 / -inf padded.
+    `part(lo, hi)` gives the top n within rows lo..hi as (local rows (B, n), scores (B, n)).
+    Returns (rows (B, n), scores (B, n)), -1 / -inf padded.
     """
 
-    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = score(lo, hi)
-        sel = (mask_rows >= lo) & (mask_rows < hi)
-        mask_columns(scores, mask_rows[sel] - lo, mask_cols[sel])
-        rows, vals = top_n_columns(scores, n)
+    def run(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, vals = part(lo, hi)
         return np.where(rows >= 0, rows + lo, -1), vals
 
     step = -(-rows_total // (_parts["n"] * CHUNK)) * CHUNK
     ranges = [(lo, min(lo + step, rows_total)) for lo in range(0, rows_total, step)]
     if len(ranges) == 1:
-        return part(*ranges[0])
-    others = [_pool().submit(part, lo, hi) for lo, hi in ranges[1:]]
-    first = part(*ranges[0])
+        return run(*ranges[0])
+    others = [_pool().submit(run, lo, hi) for lo, hi in ranges[1:]]
+    first = run(*ranges[0])
     return merge_top_n([first, *(f.result() for f in others)], n)
+
+
+def _in_range(mask_rows: np.ndarray, mask_cols: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    sel = (mask_rows >= lo) & (mask_rows < hi)
+    return mask_rows[sel] - lo, mask_cols[sel]
+
+
+def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int, mask_rows: np.ndarray,
+                mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n per query from float32 scores of every movie.
+
+    `score(lo, hi)` gives the (hi - lo, B) scores of rows lo..hi; (mask_rows[i], mask_cols[i])
+    are (movie row, query) pairs to exclude.
+    """
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = score(lo, hi)
+        mask_columns(scores, *_in_range(mask_rows, mask_cols, lo, hi))
+        return top_n_columns(scores, n)
+
+    return in_parts(part, rows_total, n)
+
+
+def int8_top_n(served: Served, queries: np.ndarray, n: int, mask_rows: np.ndarray,
+               mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same exact top n as `top_n_parts` over `user_scores`, from int8 candidates re-ranked
+    exactly (see quantized.py)."""
+    index = served.int8
+    assert index is not None
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    codes, scale, query_error = quantize_queries(queries)
+    tol = tolerances(index, queries, query_error)
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        approx = approximate(index, lo, hi, codes, scale)
+        rows, cols = _in_range(mask_rows, mask_cols, lo, hi)
+        approx.reshape(-1)[cols * (hi - lo) + rows] = NEG_INF
+        return rescored_top_n(approx, tol, n,
+                              lambda r, c: exact_pairs(served.ep, served.bias_p, queries, r + lo, c))
+
+    return in_parts(part, served.ep.shape[0], n)
+
+
+def warm(served: Served) -> None:
+    """Builds the int8 sessions of the current movie ranges before the version takes traffic."""
+    if served.int8 is not None:
+        queries = np.zeros((1, served.ep.shape[1]), np.float32)
+        int8_top_n(served, queries, 1, np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
@@ -104,14 +156,18 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
             answers[i] = Answer(served, True, popular_rows(served, seen[owner == i], n), None, user_id=user_id)
     if warm and data.features is not None:
         at = [data.row[i] for i in warm]
-        frame = data.features if at == list(range(data.features.height)) else data.features[at]  # type: ignore[misc]
+        frame = data.features if at == list(range(len(data.features))) else data.features[at]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
         slot = np.full(len(requests), -1)
         slot[warm] = np.arange(len(warm))  # request index -> query column
         keep = slot[owner] >= 0
-        rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
-                                 max(requests[i][1] for i in warm), seen[keep], slot[owner[keep]])
+        n_max, mask_rows, mask_cols = max(requests[i][1] for i in warm), seen[keep], slot[owner[keep]]
+        if served.int8 is not None:
+            rows, vals = int8_top_n(served, queries, n_max, mask_rows, mask_cols)
+        else:
+            rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
+                                     n_max, mask_rows, mask_cols)
         for k, i in enumerate(warm):
             user_id, n = requests[i]
             found = rows[k, :n] >= 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from movierec_assets.serving.quantized import Int8Index
 from movierec_assets.serving.state import ServingState
 from movierec_assets.serving.topn import padded_rows
 
@@ -49,6 +50,15 @@ def _fragment(movie_id: int, title: str | None, year: int | None, genres: list[s
     return head[:-1] + ',"score":'
 
 
+_scorer = {"int8": True}
+
+
+def use_int8(on: bool) -> None:
+    """Score with int8 candidates and an exact re-rank (default), or every movie in float32.
+    Applies to versions loaded from now on."""
+    _scorer["int8"] = on
+
+
 @dataclass(frozen=True)
 class Served:
     state: ServingState
@@ -57,6 +67,7 @@ class Served:
     fragments: list[str]  # per movie row: its JSON object without the score value
     row_of_id: np.ndarray | None  # dense movie id -> row (-1: absent), when ids are small enough
     bias_p: np.ndarray | None = None  # (Mpad,) the model's ranking prior per movie row; None: all zero
+    int8: Int8Index | None = None  # int8 candidate index (quantized.py); None: score in float32
 
     @classmethod
     def build(cls, state: ServingState) -> Served:
@@ -70,7 +81,8 @@ class Served:
         if bias is not None:  # padding rows get 0, so their -inf scores stay -inf
             bias_p = np.zeros(ep.shape[0], np.float32)
             bias_p[: len(bias)] = bias
-        return cls(state, ep, padded_rows(state.unit), fragments, row_of_id, bias_p)
+        int8 = Int8Index.build(ep, len(ids), bias_p) if _scorer["int8"] else None
+        return cls(state, ep, padded_rows(state.unit), fragments, row_of_id, bias_p, int8)
 
     def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows of movie ids (-1 for unknown ones): one gather instead of a binary search each."""

@@ -25,7 +25,7 @@ from movierec_assets.serving import embeddings
 from movierec_assets.serving.embeddings import EmbeddingStore
 from movierec_assets.serving.tower import UserEncoder
 
-Scaler = Callable[[pl.DataFrame], np.ndarray]
+Scaler = Callable[[pl.DataFrame | np.ndarray], np.ndarray]  # an array: columns in canonical order
 ModelParts = Callable[[str], tuple[UserEncoder, Scaler]]
 
 # The champion's embeddings when they exist; until then the newest complete set (the previous

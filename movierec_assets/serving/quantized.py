@@ -1,0 +1,168 @@
+"""Int8 candidate scoring with an exact float32 re-rank: the same top N, a quarter of the work.
+
+Scoring every movie in float32 is most of a request's CPU. Here each movie row is quantised to
+int8 (its own scale) and a batch of queries to uint8 (one scale), and ONNX Runtime's
+`MatMulIntegerToFloat` (VNNI integer GEMM, scales and the ranking prior applied in the same pass)
+gives approximate scores about 4x faster than numpy's float32 GEMM. The quantisation error of
+every (query, movie) pair has a proven bound `tol` (see `tolerances`), so every movie whose exact
+score could reach a query's top n has an approximate score within 2 * tol of the n-th best
+approximate one. Only those candidates are scored exactly (float32, row by row, the same bits
+whatever the batch), and the top n is taken over exact scores: answers are exact, not approximate.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from movierec_assets.serving.topn import _LOWEST, CHUNK, NEG_INF
+
+ZERO_POINT = 128
+# Float rounding in the fused scale-and-add and in the exact float32 dot products: a relative
+# slack far above the ~64 * 2**-24 these operations can lose.
+ROUNDING = 2.0**-14
+
+
+@dataclass
+class Int8Index:
+    """Int8 copy of a padded movie matrix plus the constants of its error bound."""
+
+    q: np.ndarray  # (Mpad, d) int8 codes
+    step: np.ndarray  # (Mpad,) float32 scale per row (padding: 1)
+    bias: np.ndarray  # (Mpad,) float32 ranking prior per row (zero without one; padding: -inf)
+    max_code_error: float  # max |e - e'| over all real elements (e' = step * q, the dequantised row)
+    max_error_norm: float  # max |e - e'|_2 over real rows
+    max_l1: float  # max |e'|_1
+    max_dequant_norm: float  # max |e'|_2
+    max_norm: float  # max |e|_2
+    max_bias: float  # max |prior|
+    _sessions: dict[tuple[int, int], object] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, ep: np.ndarray, movies: int, bias_p: np.ndarray | None) -> Int8Index:
+        """From a `padded_rows` matrix of `movies` real rows and its padded prior (or None)."""
+        real = ep[:movies].astype(np.float64)
+        step = np.ones(ep.shape[0], np.float32)
+        peak = np.abs(real).max(axis=1) if movies else np.zeros(0)
+        step[:movies] = np.where(peak > 0, peak / 127.0, 1.0)
+        q = np.zeros(ep.shape, np.int8)
+        q[:movies] = np.clip(np.rint(real / step[:movies, None]), -127, 127)
+        dequant = q[:movies] * step[:movies, None].astype(np.float64)
+        bias = np.full(ep.shape[0], NEG_INF, np.float32)
+        bias[:movies] = 0.0 if bias_p is None else bias_p[:movies]
+        def most(values: np.ndarray) -> float:
+            return float(values.max(initial=0.0))
+
+        error = dequant - real
+        return cls(q, step, bias, max_code_error=most(np.abs(error)),
+                   max_error_norm=most(np.linalg.norm(error, axis=1)), max_l1=most(np.abs(dequant).sum(axis=1)),
+                   max_dequant_norm=most(np.linalg.norm(dequant, axis=1)), max_norm=most(np.linalg.norm(real, axis=1)),
+                   max_bias=float(np.abs(bias[:movies]).max(initial=0.0)))
+
+    def session(self, lo: int, hi: int):  # type: ignore[no-untyped-def]
+        """The ONNX Runtime session scoring rows lo..hi (built once per range, then cached)."""
+        key = (lo, hi)
+        with self._lock:
+            if key not in self._sessions:
+                self._sessions[key] = _session(self.q[lo:hi], self.step[lo:hi], self.bias[lo:hi])
+            return self._sessions[key]
+
+
+def quantize_queries(queries: np.ndarray) -> tuple[np.ndarray, np.float32, np.ndarray]:
+    """(uint8 codes, scale, (B, 2) max and L2 norm of u - u') for a (B, d) batch, where
+    u' = scale * (code - 128) is the dequantised query."""
+    q = np.asarray(queries, np.float32)
+    peak = float(np.abs(q).max(initial=0.0))
+    scale = np.float32(peak / 127.0 if peak > 0 else 1.0)
+    codes = np.clip(np.rint(q / scale), -127, 127)
+    error = codes * np.float64(scale) - q
+    sizes = np.column_stack([np.abs(error).max(axis=1, initial=0.0), np.linalg.norm(error, axis=1)])
+    return (codes + ZERO_POINT).astype(np.uint8), scale, sizes
+
+
+def tolerances(index: Int8Index, queries: np.ndarray, query_error: np.ndarray) -> np.ndarray:
+    """(B,) bound on |approximate - exact| score for every movie, per query.
+
+    u.e - u'.e' = (u - u').e' + u.(e - e'); each term is bounded by the smaller of Holder's
+    (max * L1) and Cauchy-Schwarz's (L2 * L2) bounds. Plus float rounding relative to the largest
+    possible |score|.
+    """
+    q = np.asarray(queries, np.float64)
+    l1, l2 = np.abs(q).sum(axis=1), np.linalg.norm(q, axis=1)
+    query_term = np.minimum(query_error[:, 0] * index.max_l1, query_error[:, 1] * index.max_dequant_norm)
+    movie_term = np.minimum(l1 * index.max_code_error, l2 * index.max_error_norm)
+    return (query_term + movie_term) * 1.001 + ROUNDING * (1.0 + l2 * index.max_norm + index.max_bias)
+
+
+def approximate(index: Int8Index, lo: int, hi: int, codes: np.ndarray, scale: np.float32) -> np.ndarray:
+    """(B, hi - lo) approximate ranking scores (prior included; padding rows -inf)."""
+    session = index.session(lo, hi)
+    return session.run(None, {"q": codes, "scale": np.asarray(scale, np.float32)})[0]  # type: ignore[attr-defined]
+
+
+def exact_pairs(ep: np.ndarray, bias_p: np.ndarray | None, queries: np.ndarray, rows: np.ndarray,
+                cols: np.ndarray) -> np.ndarray:
+    """Exact float32 scores of (movie row, query) pairs: a row-wise sum, so a pair's score has the
+    same bits in any batch."""
+    scores = (ep[rows] * queries[cols]).sum(axis=1, dtype=np.float32)
+    if bias_p is not None:
+        scores += bias_p[rows]
+    return scores
+
+
+def rescored_top_n(approx: np.ndarray, tol: np.ndarray, n: int, exact) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Exact top n per query of a masked (B, mp) approximate block (mp a multiple of CHUNK).
+
+    A query's n-th largest group maximum G is at most its n-th largest approximate score A, and the
+    n-th best exact score is at least A - tol, so every exact winner (and every tie at the cut) has an
+    approximate score >= G - 2 * tol. `exact(rows, cols)` scores those candidates exactly; the result
+    is (rows (B, n), exact scores (B, n)), best first, ties by lower row, -1 / -inf padded.
+    """
+    b, mp = approx.shape
+    g = mp // CHUNK
+    group_max = approx.reshape(b, CHUNK, g).max(axis=1)  # groups j, j+g, j+2g, ...: one SIMD pass
+    if n <= g:
+        bound = np.partition(group_max, g - n, axis=1)[:, g - n] - 2 * tol.astype(np.float32)
+    else:
+        bound = np.full(b, _LOWEST, np.float32)
+    bound = np.maximum(bound, _LOWEST)  # masked (-inf) movies never become candidates
+    # One vectorised pass beats gathering the hot groups: their members lie g apart in memory.
+    r, c = np.divmod(np.flatnonzero(approx >= bound[:, None]), mp)
+    s = exact(c, r)
+    order = np.lexsort((c, -s, r))
+    r, c, s = r[order], c[order], s[order]
+    rank = np.arange(len(r)) - np.searchsorted(r, np.arange(b))[r]
+    keep = rank < n
+    out_rows = np.full((b, n), -1, dtype=np.int64)
+    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
+    out_rows[r[keep], rank[keep]] = c[keep]
+    out_vals[r[keep], rank[keep]] = s[keep]
+    return out_rows, out_vals
+
+
+def _session(q: np.ndarray, step: np.ndarray, bias: np.ndarray):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    d, m = q.shape[1], q.shape[0]
+    weights = [numpy_helper.from_array(np.ascontiguousarray(q.T), "movies"),
+               numpy_helper.from_array(step.astype(np.float32), "step"),
+               numpy_helper.from_array(np.array(ZERO_POINT, np.uint8), "zero"),
+               numpy_helper.from_array(bias.astype(np.float32), "prior")]
+    node = helper.make_node("MatMulIntegerToFloat", ["q", "movies", "scale", "step", "zero", "", "prior"],
+                            ["scores"], domain="com.microsoft")
+    graph = helper.make_graph(
+        [node], "int8_scores",
+        [helper.make_tensor_value_info("q", TensorProto.UINT8, ["batch", d]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", m])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # parallelism is ours (movie ranges)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
