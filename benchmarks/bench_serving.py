@@ -180,6 +180,19 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
         s = m @ q
         np.argpartition(s, len(s) - 10)[-10:]
         ceiling.append(time.perf_counter() - t)
+    int8 = []
+    served = rec.served
+    if served.int8 is not None:  # the bare int8 pass on the same movie ranges and threads: no lookup,
+        from movierec_assets.serving.quantized import approximate, quantize_queries  # tower, mask or re-rank
+        from movierec_assets.serving.scoring import in_parts
+
+        nothing = (np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32))
+        for q in queries:
+            codes, scale, _ = quantize_queries(q[None, :])
+            t = time.perf_counter()
+            in_parts(lambda lo, hi, c=codes, s=scale: (approximate(served.int8, lo, hi, c, s), nothing)[1],
+                     served.ep.shape[0], 0)
+            int8.append(time.perf_counter() - t)
     tower = []
     row = users.lookup(1).features
     for _ in range(requests):
@@ -202,8 +215,10 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
         batched[str(size)] = {**percentiles(times), "users_per_second": size / float(np.median(times))}
     out = {"backend": "postgres" if url else "memory", "encoder": type(state.encoder).__name__, "batched": batched,
            "recommend": percentiles(full), "ceiling_matvec_argpartition": percentiles(ceiling),
+           "ceiling_int8_pass": percentiles(int8) if int8 else None,
            "scale_and_tower": percentiles(tower), "user_lookup": percentiles(lookups)}
-    out["ratio_p50"] = out["ceiling_matvec_argpartition"]["p50_ms"] / out["recommend"]["p50_ms"]
+    best = out["ceiling_int8_pass"] or out["ceiling_matvec_argpartition"]
+    out["ratio_p50"] = best["p50_ms"] / out["recommend"]["p50_ms"]
     return out
 
 
@@ -331,8 +346,11 @@ def table(results: dict) -> str:
         lines += [
             _row("in-process recommend (tower + mask + top10)", ip["recommend"]["p50_ms"], ip["recommend"]["p99_ms"],
                  "p50<=2 p99<=10"),
-            _row("  ceiling: bare E@u + argpartition", ip["ceiling_matvec_argpartition"]["p50_ms"],
-                 ip["ceiling_matvec_argpartition"]["p99_ms"], f"ratio {ip['ratio_p50']:.2f}"),
+            *([_row("  ceiling: bare int8 pass, same threads", ip["ceiling_int8_pass"]["p50_ms"],
+                    ip["ceiling_int8_pass"]["p99_ms"], f"ratio {ip['ratio_p50']:.2f}")]
+              if ip.get("ceiling_int8_pass") else []),
+            _row("  float32 E@u + argpartition (what int8 replaces)", ip["ceiling_matvec_argpartition"]["p50_ms"],
+                 ip["ceiling_matvec_argpartition"]["p99_ms"]),
             _row(f"  part: scale + user tower ({ip['encoder']})", ip["scale_and_tower"]["p50_ms"],
                  ip["scale_and_tower"]["p99_ms"]),
             _row(f"  part: user lookup ({ip['backend']})", ip["user_lookup"]["p50_ms"], ip["user_lookup"]["p99_ms"]),
