@@ -124,10 +124,21 @@ def build_postgres(url: str, n_users: int) -> str:
     registry.register_candidate(url, version, folder, {}, None, None)
     registry.promote(url, version)
     matrix = l2_normalize(rng.standard_normal((N_MOVIES, DIMS)).astype(np.float32))
-    store = embeddings.EmbeddingStore.build(version, movies_f["movie_id"].to_numpy(), matrix)
+    prior = (0.1 * rng.standard_normal(N_MOVIES)).astype(np.float32)  # a ranking prior, as build_world has
+    store = embeddings.EmbeddingStore.build(version, movies_f["movie_id"].to_numpy(), matrix, bias=prior)
     npy = embeddings.write_npy(embeddings.npy_dir_for(folder), store)
     embeddings.write_db(url, store, npy, None)
     return version
+
+
+def existing_champion(url: str) -> str | None:
+    """The champion a previous run under the same $BENCH_SERVING_HOME built, if it has embeddings."""
+    from movierec_assets.db.connect import connect
+
+    with connect(url) as conn:
+        row = conn.execute("SELECT e.model_version FROM ml.embedding_sets e JOIN ml.model_versions v "
+                           "ON v.version = e.model_version WHERE v.status = 'champion'").fetchone()
+    return row[0] if row else None
 
 
 def postgres_server() -> str:
@@ -392,6 +403,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=["postgres", "memory"], default="postgres",
                         help="user lookups from a real PostgreSQL (default) or from memory")
     parser.add_argument("--blas-threads", type=int, default=1, help="OpenBLAS threads (the server's default: 1)")
+    parser.add_argument("--reuse-db", action="store_true",
+                        help="with $BENCH_SERVING_HOME: keep the database a previous run built")
     parser.add_argument("--out", type=Path, help="results file (default: serving.json, serving_memory.json)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -415,7 +428,7 @@ def main() -> None:
     if args.backend == "postgres":
         url = postgres_server()
         t = time.perf_counter()
-        results["model_version"] = build_postgres(url, args.users)
+        results["model_version"] = (existing_champion(url) if args.reuse_db else None) or build_postgres(url, args.users)
         results["setup_seconds"] = time.perf_counter() - t
     if "inproc" not in skip:
         results["in_process"] = bench_in_process(args.users, args.requests, url)
