@@ -13,9 +13,10 @@ threads, which spin and collapse when a neighbour process holds a core.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
 from movierec_assets.serving.topn import CHUNK, NEG_INF, mask_columns, merge_top_n, scores_for, top_n_columns
 from movierec_assets.serving.users import lookup_many
+
+T = TypeVar("T")
 
 
 def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
@@ -86,31 +89,45 @@ def in_parts(part: Callable[[int, int], tuple[np.ndarray, np.ndarray]], rows_tot
     return merge_top_n([first, *(f.result() for f in others)], n)
 
 
-def _in_range(mask_rows: np.ndarray, mask_cols: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+class Once(Generic[T]):
+    """A value computed on first use, once, by whichever thread asks first (the others wait)."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make, self._lock, self._value = make, threading.Lock(), None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = (self._make(),)
+        return self._value[0]
+
+
+# (movie rows, query columns) pairs to exclude, or a callable giving them when first needed.
+Mask = tuple[np.ndarray, np.ndarray] | Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+def _in_range(mask: Mask, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    mask_rows, mask_cols = mask() if callable(mask) else mask
     sel = (mask_rows >= lo) & (mask_rows < hi)
     return mask_rows[sel] - lo, mask_cols[sel]
 
 
-def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int, mask_rows: np.ndarray,
-                mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top n per query from float32 scores of every movie.
-
-    `score(lo, hi)` gives the (hi - lo, B) scores of rows lo..hi; (mask_rows[i], mask_cols[i])
-    are (movie row, query) pairs to exclude.
-    """
+def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int,
+                mask: Mask) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n per query from float32 scores of every movie; `score(lo, hi)` gives the
+    (hi - lo, B) scores of rows lo..hi."""
 
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         scores = score(lo, hi)
-        mask_columns(scores, *_in_range(mask_rows, mask_cols, lo, hi))
+        mask_columns(scores, *_in_range(mask, lo, hi))
         return top_n_columns(scores, n)
 
     return in_parts(part, rows_total, n)
 
 
-def int8_top_n(served: Served, queries: np.ndarray, n: int, mask_rows: np.ndarray,
-               mask_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def int8_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple[np.ndarray, np.ndarray]:
     """The same exact top n as `top_n_parts` over `user_scores`, from int8 candidates re-ranked
-    exactly (see quantized.py)."""
+    exactly (see quantized.py). The mask is first needed after the int8 pass."""
     index = served.int8
     assert index is not None
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -119,7 +136,7 @@ def int8_top_n(served: Served, queries: np.ndarray, n: int, mask_rows: np.ndarra
 
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         approx = approximate(index, lo, hi, codes, scale)
-        rows, cols = _in_range(mask_rows, mask_cols, lo, hi)
+        rows, cols = _in_range(mask, lo, hi)
         approx.reshape(-1)[cols * (hi - lo) + rows] = NEG_INF
         return rescored_top_n(approx, tol, n,
                               lambda r, c: exact_pairs(served.ep, served.bias_p, queries, r + lo, c))
@@ -131,7 +148,8 @@ def warm(served: Served) -> None:
     """Builds the int8 sessions of the current movie ranges before the version takes traffic."""
     if served.int8 is not None:
         queries = np.zeros((1, served.ep.shape[1]), np.float32)
-        int8_top_n(served, queries, 1, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        none = np.zeros(0, np.int64)
+        int8_top_n(served, queries, 1, (none, none))
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
@@ -142,18 +160,15 @@ def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
 
 
 def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[int, int]]) -> list[Answer]:
-    """Answers for validated (user_id, n) requests, in order, all from one model version."""
+    """Answers for validated (user_id, n) requests, in order, all from one model version.
+
+    Seen movies are read only when masking: a source may still be fetching them while the tower
+    and the first scoring pass run.
+    """
     data = lookup_many(users, [u for u, _ in requests])
-    # Every seen movie of the batch mapped to its row in one search; owner = request index.
-    owner = np.repeat(np.arange(len(requests)), [len(s) for s in data.seen])
-    seen = served.rows_of(np.concatenate(data.seen)) if len(owner) else owner
-    owner, seen = owner[seen >= 0], seen[seen >= 0]
+    seen = Once(lambda: seen_rows(served, data.seen))
     answers: list[Answer | None] = [None] * len(requests)
     warm = [i for i, row in enumerate(data.row) if row is not None]
-    for i, row in enumerate(data.row):
-        if row is None:  # no features yet: popular movies (cold start)
-            user_id, n = requests[i]
-            answers[i] = Answer(served, True, popular_rows(served, seen[owner == i], n), None, user_id=user_id)
     if warm and data.features is not None:
         at = [data.row[i] for i in warm]
         frame = data.features if at == list(range(len(data.features))) else data.features[at]  # type: ignore[misc]
@@ -161,19 +176,37 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
         slot = np.full(len(requests), -1)
         slot[warm] = np.arange(len(warm))  # request index -> query column
-        keep = slot[owner] >= 0
-        n_max, mask_rows, mask_cols = max(requests[i][1] for i in warm), seen[keep], slot[owner[keep]]
+
+        def mask() -> tuple[np.ndarray, np.ndarray]:
+            owner, rows = seen()
+            keep = slot[owner] >= 0
+            return rows[keep], slot[owner[keep]]
+
+        n_max = max(requests[i][1] for i in warm)
         if served.int8 is not None:
-            rows, vals = int8_top_n(served, queries, n_max, mask_rows, mask_cols)
+            rows, vals = int8_top_n(served, queries, n_max, Once(mask))
         else:
             rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
-                                     n_max, mask_rows, mask_cols)
+                                     n_max, Once(mask))
         for k, i in enumerate(warm):
             user_id, n = requests[i]
             found = rows[k, :n] >= 0
             answers[i] = Answer(served, False, rows[k, :n][found].tolist(), vals[k, :n][found].tolist(),
                                 user_id=user_id)
+    for i, row in enumerate(data.row):
+        if row is None:  # no features yet: popular movies (cold start)
+            user_id, n = requests[i]
+            owner, rows = seen()
+            answers[i] = Answer(served, True, popular_rows(served, rows[owner == i], n), None, user_id=user_id)
     return answers  # type: ignore[return-value]
+
+
+def seen_rows(served: Served, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every seen movie of the batch mapped to its row in one search: (request index, movie row),
+    movies unknown to this version dropped."""
+    owner = np.repeat(np.arange(len(seen)), [len(s) for s in seen])
+    rows = served.rows_of(np.concatenate(seen)) if len(owner) else owner
+    return owner[rows >= 0], rows[rows >= 0]
 
 
 def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[Answer]:
@@ -181,8 +214,8 @@ def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[
     movie_rows = np.array([row for row, _ in requests], dtype=np.int64)
     queries = served.state.unit[movie_rows]
     rows, vals = top_n_parts(lambda lo, hi: scores_for(served.unit_p[lo:hi], served.movies - lo, queries),
-                             served.unit_p.shape[0], max(n for _, n in requests), movie_rows,
-                             np.arange(len(requests)))
+                             served.unit_p.shape[0], max(n for _, n in requests),
+                             (movie_rows, np.arange(len(requests))))
     ids = served.state.store.movie_ids
     answers = []
     for k, (row, n) in enumerate(requests):

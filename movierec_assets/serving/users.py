@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -13,14 +16,22 @@ from movierec_assets.features.compute import user_feature_columns
 from movierec_assets.serving.memory import MemoryUserSource
 from movierec_assets.serving.state import PostgresUserSource, UserData, UserSource
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class UsersBatch:
-    """A batch's user data: one frame of feature rows, each request's row in it, seen movie ids."""
+    """A batch's user data: one frame of feature rows, each request's row in it, seen movie ids
+    (possibly still being fetched: reading `seen` waits for them)."""
 
     features: pl.DataFrame | np.ndarray | None  # an array: columns in the scaler's canonical order
     row: list[int | None]  # per requested user: its row in `features`, None without features
-    seen: list[np.ndarray]
+    pending_seen: list[np.ndarray] | Future[list[np.ndarray]]
+
+    @property
+    def seen(self) -> list[np.ndarray]:
+        pending = self.pending_seen
+        return pending.result() if isinstance(pending, Future) else pending
 
     @classmethod
     def from_users(cls, data: list[UserData]) -> UsersBatch:
@@ -55,36 +66,43 @@ def _features_query(columns: list[str]) -> sql.Composed:
 
 
 class PostgresBatchUserSource(PostgresUserSource):
-    """`PostgresUserSource` plus `lookup_many`: a batch of users costs two queries in one round
-    trip; feature rows come back as an array in canonical column order (NULL as NaN)."""
+    """`PostgresUserSource` plus `lookup_many`: one query for the batch's feature rows (an array in
+    canonical column order, NULL as NaN) and one, on its own connection and thread, for their
+    rated movies. The second is the slow one (every rating row of every user); the caller runs the
+    user tower and the first scoring pass meanwhile and reads `seen` only to mask."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.columns = user_feature_columns()
         self._features = _features_query(self.columns)
+        self._seen_thread = ThreadPoolExecutor(1, thread_name_prefix="seen")
 
     def lookup_many(self, user_ids: list[int]) -> UsersBatch:
-        try:
-            return self._lookup_many(user_ids)
-        except psycopg.OperationalError:
-            self._drop()  # a broken connection (server restart): reconnect once
-            return self._lookup_many(user_ids)
-
-    def _lookup_many(self, user_ids: list[int]) -> UsersBatch:
-        conn = self._conn()
         distinct = sorted(set(user_ids))
-        with conn.pipeline():  # both queries in one round trip
-            cur = conn.execute(self._features, (distinct,), binary=True)
-            rated = conn.execute(_SEEN, (distinct,), binary=True)  # one row per user
-        rows = cur.fetchall()
+        seen = self._seen_thread.submit(self._retrying, self._seen, distinct, user_ids)
+        rows = self._retrying(self._feature_rows, distinct)
         features = None
         if rows:
             packed = np.frombuffer(b"".join(blob for _, blob in rows), dtype=">f8")
             features = packed.astype(np.float64).reshape(len(rows), len(self.columns))
         at = {user_id: i for i, (user_id, _) in enumerate(rows)}
-        seen = {user_id: np.frombuffer(blob, dtype=">i4").astype(np.int64) for user_id, blob in rated.fetchall()}
+        return UsersBatch(features, [at.get(u) for u in user_ids], seen)
+
+    def _retrying(self, query: Callable[..., T], *args: Any) -> T:
+        try:
+            return query(*args)
+        except psycopg.OperationalError:
+            self._drop()  # a broken connection (server restart): reconnect once
+            return query(*args)
+
+    def _feature_rows(self, distinct: list[int]) -> list[tuple[int, bytes]]:
+        return self._conn().execute(self._features, (distinct,), binary=True).fetchall()
+
+    def _seen(self, distinct: list[int], user_ids: list[int]) -> list[np.ndarray]:
+        rated = self._conn().execute(_SEEN, (distinct,), binary=True).fetchall()  # one row per user
+        seen = {user_id: np.frombuffer(blob, dtype=">i4").astype(np.int64) for user_id, blob in rated}
         empty = np.zeros(0, np.int64)
-        return UsersBatch(features, [at.get(u) for u in user_ids], [seen.get(u, empty) for u in user_ids])
+        return [seen.get(u, empty) for u in user_ids]
 
 
 class MemoryBatchUserSource(MemoryUserSource):

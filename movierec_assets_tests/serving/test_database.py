@@ -213,3 +213,24 @@ def test_movie_embeddings_is_requested_after_trained_model_updates(pg_url: str) 
         assert second.get_num_requested(dg.AssetKey("user_recommendations")) == 1
         third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
         assert third.total_requested == 0  # nothing new: no second request
+
+
+def test_batch_lookup_agrees_with_the_per_user_lookup(world: str) -> None:
+    """Packed rows read back exactly: features in canonical order (NULL as NaN), seen sets with
+    history and partition ratings; unknown and repeated users keep their places."""
+    from movierec_assets.serving.users import PostgresBatchUserSource
+
+    with connect(world) as conn, conn.transaction():
+        conn.execute("UPDATE features.user_features SET std_rating = NULL WHERE user_id = 3")
+    source = PostgresBatchUserSource(world)
+    ids = [5, 999, 3, 7, 5, 1]
+    batch = source.lookup_many(ids)
+    assert batch.row[1] is None and batch.row[3] is None  # unknown; ratings but no features (user 7)
+    assert batch.row[0] == batch.row[4]
+    for i, user in enumerate(ids):
+        one = source.lookup(user)
+        assert set(batch.seen[i].tolist()) == set(one.seen.tolist()) == seen_by(user)
+        if one.features is not None:
+            expected = one.features.select(source.columns).cast(pl.Float64).to_numpy()[0]
+            np.testing.assert_array_equal(batch.features[batch.row[i]], expected)  # type: ignore[index]
+    assert np.isnan(batch.features[batch.row[2], source.columns.index("std_rating")])  # type: ignore[index]

@@ -107,10 +107,10 @@ def test_int8_top_n_is_the_exact_top_n(parts: int) -> None:
     scoring.set_parts(parts)
     try:
         for n in (1, 10, 100):
-            rows, vals = scoring.int8_top_n(fast, queries, n, mask_rows, mask_cols)
+            rows, vals = scoring.int8_top_n(fast, queries, n, (mask_rows, mask_cols))
             assert_exact_top_n(fast, queries, rows, vals, n, mask_rows, mask_cols)
             ref_rows, _ = scoring.top_n_parts(lambda lo, hi: scoring.user_scores(exact, queries, lo, hi),
-                                              exact.ep.shape[0], n, mask_rows, mask_cols)
+                                              exact.ep.shape[0], n, (mask_rows, mask_cols))
             assert (rows == ref_rows).mean() > 0.99  # the float32 paths differ only on 1e-7 near-ties
     finally:
         scoring.set_parts(2)
@@ -120,7 +120,7 @@ def test_int8_ties_resolve_to_the_lower_row() -> None:
     state = _state(np.random.default_rng(4), 5000, 0.0, duplicate=True)
     served = _served(state, True)
     query = l2_normalize(np.random.default_rng(1).standard_normal((2, DIMS)).astype(np.float32))
-    rows, vals = scoring.int8_top_n(served, query, 10, np.array([0, 3]), np.array([1, 1]))
+    rows, vals = scoring.int8_top_n(served, query, 10, (np.array([0, 3]), np.array([1, 1])))
     assert rows[0].tolist() == list(range(10))
     assert rows[1].tolist() == [1, 2, *range(4, 12)]
     assert len(set(vals[0].tolist())) == 1
@@ -133,7 +133,7 @@ def test_int8_answers_do_not_depend_on_the_batch() -> None:
     queries = l2_normalize(rng.standard_normal((12, DIMS)).astype(np.float32))
     queries[3] *= 40.0
     none = np.zeros(0, np.int64)
-    together = scoring.int8_top_n(served, queries, 10, none, none)
+    together = scoring.int8_top_n(served, queries, 10, (none, none))
     for i in range(len(queries)):
-        alone = scoring.int8_top_n(served, queries[i : i + 1], 10, none, none)
+        alone = scoring.int8_top_n(served, queries[i : i + 1], 10, (none, none))
         assert np.array_equal(alone[0][0], together[0][i]) and np.array_equal(alone[1][0], together[1][i]), i

@@ -145,7 +145,7 @@ def test_movie_ranges_scored_apart_merge_to_the_same_answer(integer: bool) -> No
             for parts in (1, 2, 3):
                 scoring.set_parts(parts)
                 score = lambda lo, hi, ep=ep, m=len(emb), q=queries: scores_for(ep[lo:hi], m - lo, q)  # noqa: E731
-                answers.append(scoring.top_n_parts(score, ep.shape[0], n, movies, users))
+                answers.append(scoring.top_n_parts(score, ep.shape[0], n, (movies, users)))
             for rows, vals in answers[1:]:
                 assert np.array_equal(rows, answers[0][0]) and np.array_equal(vals, answers[0][1])
             for u, q in enumerate(queries):
