@@ -266,9 +266,11 @@ def make_app():  # type: ignore[no-untyped-def]
     from movierec_assets.serving.blas import set_blas_threads
     from movierec_assets.serving.recommender import Recommender
     from movierec_assets.serving.scoring import set_parts
+    from movierec_assets.serving.served import use_int8
 
     set_blas_threads(int(os.environ.get("BENCH_SERVING_BLAS_THREADS", "1")))  # as `movierec serve` does
     set_parts(int(os.environ.get("BENCH_SERVING_SCORE_THREADS", "2")))
+    use_int8(os.environ.get("BENCH_SERVING_SCORING", "int8") == "int8")
     options = {"max_batch": int(os.environ.get("BENCH_SERVING_MAX_BATCH", "128")),
                "max_wait_s": float(os.environ.get("BENCH_SERVING_MAX_WAIT_MS", "1")) / 1e3,
                "batch_workers": int(os.environ.get("BENCH_SERVING_BATCH_WORKERS", "1"))}
@@ -403,6 +405,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=["postgres", "memory"], default="postgres",
                         help="user lookups from a real PostgreSQL (default) or from memory")
     parser.add_argument("--blas-threads", type=int, default=1, help="OpenBLAS threads (the server's default: 1)")
+    parser.add_argument("--scoring", choices=["int8", "float32"], default="int8",
+                        help="int8 candidates + exact re-rank (the server's default) or float32 throughout")
     parser.add_argument("--reuse-db", action="store_true",
                         help="with $BENCH_SERVING_HOME: keep the database a previous run built")
     parser.add_argument("--out", type=Path, help="results file (default: serving.json, serving_memory.json)")
@@ -416,10 +420,12 @@ def main() -> None:
     os.environ.update(BENCH_SERVING_BLAS_THREADS=str(args.blas_threads), BENCH_SERVING_MAX_BATCH=str(args.max_batch),
                       BENCH_SERVING_MAX_WAIT_MS=str(args.max_wait_ms),
                       BENCH_SERVING_BATCH_WORKERS=str(args.batch_workers),
-                      BENCH_SERVING_SCORE_THREADS=str(args.score_threads))
+                      BENCH_SERVING_SCORE_THREADS=str(args.score_threads), BENCH_SERVING_SCORING=args.scoring)
     from movierec_assets.serving.scoring import set_parts
+    from movierec_assets.serving.served import use_int8
 
     set_parts(args.score_threads)
+    use_int8(args.scoring == "int8")
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "numpy": np.__version__, "load_avg_start": os.getloadavg(),
                                  "blas_threads": args.blas_threads},

@@ -57,6 +57,7 @@ class HealthOut(BaseModel):
     embeddings_age_seconds: float | None
     movies: int | None = None
     dims: int | None = None
+    scoring: str | None = None  # "int8" (candidates re-ranked exactly) or "float32"
 
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many movies to return")]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from movierec_assets.serving.topn import _LOWEST, CHUNK, NEG_INF
+from movierec_assets.serving.topn import _LOWEST, NEG_INF, group_bound, ranked
 
 ZERO_POINT = 128
 # Float rounding in the fused scale-and-add and in the exact float32 dot products: a relative
@@ -122,25 +122,11 @@ def rescored_top_n(approx: np.ndarray, tol: np.ndarray, n: int, exact) -> tuple[
     is (rows (B, n), exact scores (B, n)), best first, ties by lower row, -1 / -inf padded.
     """
     b, mp = approx.shape
-    g = mp // CHUNK
-    group_max = approx.reshape(b, CHUNK, g).max(axis=1)  # groups j, j+g, j+2g, ...: one SIMD pass
-    if n <= g:
-        bound = np.partition(group_max, g - n, axis=1)[:, g - n] - 2 * tol.astype(np.float32)
-    else:
-        bound = np.full(b, _LOWEST, np.float32)
-    bound = np.maximum(bound, _LOWEST)  # masked (-inf) movies never become candidates
-    # One vectorised pass beats gathering the hot groups: their members lie g apart in memory.
+    _, nth = group_bound(approx, n)
+    bound = np.maximum(nth - 2 * tol.astype(np.float32), _LOWEST)  # masked (-inf) movies never qualify
+    # One vectorised pass beats gathering the hot groups: their members lie G apart in memory.
     r, c = np.divmod(np.flatnonzero(approx >= bound[:, None]), mp)
-    s = exact(c, r)
-    order = np.lexsort((c, -s, r))
-    r, c, s = r[order], c[order], s[order]
-    rank = np.arange(len(r)) - np.searchsorted(r, np.arange(b))[r]
-    keep = rank < n
-    out_rows = np.full((b, n), -1, dtype=np.int64)
-    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
-    out_rows[r[keep], rank[keep]] = c[keep]
-    out_vals[r[keep], rank[keep]] = s[keep]
-    return out_rows, out_vals
+    return ranked(r, c, exact(c, r), b, n)
 
 
 def _session(q: np.ndarray, step: np.ndarray, bias: np.ndarray):  # type: ignore[no-untyped-def]

@@ -173,6 +173,7 @@ class Recommender:
             "embeddings_age_seconds": round(time.time() - store.created_at.timestamp(), 3),
             "movies": served.movies,
             "dims": store.dims,
+            "scoring": "float32" if served.int8 is None else "int8",
         }
 
 

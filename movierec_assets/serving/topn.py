@@ -61,38 +61,50 @@ def top_n(
     return rows, scores[rows]
 
 
-def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-row top n of a (B, Mpad) score block (masked, padding -inf); pads with -1 / -inf.
+def group_bound(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(group maxima (B, G), n-th largest group maximum per row (B,)) of a (B, Mpad) block.
 
     Columns are split into CHUNK-strided groups (j, j+G, j+2G, ...; G = Mpad / CHUNK): each group's
     maximum is then an elementwise max over CHUNK contiguous slices, a SIMD pass ~8x cheaper than a
-    max over contiguous runs. The n-th largest group maximum is a lower bound of each row's n-th
-    largest score, so comparing against it keeps every winner and every tie at the cut.
+    max over contiguous runs. The n-th largest group maximum is a lower bound of the row's n-th
+    largest score (-inf when there are fewer than n groups: no useful bound).
     """
     b, mp = scores.shape
     g = mp // CHUNK
     group_max = scores.reshape(b, CHUNK, g).max(axis=1)
-    if n <= g:
-        bound = np.partition(group_max, g - n, axis=1)[:, g - n]
-        bound = np.maximum(bound, _LOWEST)  # never admit masked (-inf) movies
-    else:  # fewer groups than n: no useful bound, every finite score competes
-        bound = np.full(b, _LOWEST, dtype=np.float32)
+    if n > g:
+        return group_max, np.full(b, NEG_INF, dtype=np.float32)
+    return group_max, np.partition(group_max, g - n, axis=1)[:, g - n]
+
+
+def ranked(query: np.ndarray, item: np.ndarray, score: np.ndarray, b: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top n items per query from candidate (query, item, score) triples: (items (b, n),
+    scores (b, n)), best first, ties by lower item, padded with -1 / -inf."""
+    order = np.lexsort((item, -score, query))
+    query, item, score = query[order], item[order], score[order]
+    rank = np.arange(len(query)) - np.searchsorted(query, np.arange(b))[query]
+    keep = rank < n
+    out_rows = np.full((b, n), -1, dtype=np.int64)
+    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
+    out_rows[query[keep], rank[keep]] = item[keep]
+    out_vals[query[keep], rank[keep]] = score[keep]
+    return out_rows, out_vals
+
+
+def _block_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-row top n of a (B, Mpad) score block (masked, padding -inf); pads with -1 / -inf.
+    Comparing against the `group_bound` keeps every winner and every tie at the cut."""
+    b, mp = scores.shape
+    g = mp // CHUNK
+    group_max, nth = group_bound(scores, n)
+    bound = np.maximum(nth, _LOWEST)  # never admit masked (-inf) movies
     # Only groups whose maximum reaches the bound can hold candidates: gather just those.
     r, grp = np.nonzero(group_max >= bound[:, None])
     c = (grp[:, None] + np.arange(CHUNK) * g).reshape(-1)
     r = np.repeat(r, CHUNK)
     s = scores[r, c]
     keep = s >= bound[r]
-    r, c, s = r[keep], c[keep], s[keep]
-    order = np.lexsort((c, -s, r))
-    r, c, s = r[order], c[order], s[order]
-    rank = np.arange(len(r)) - np.searchsorted(r, np.arange(b))[r]
-    keep = rank < n
-    out_rows = np.full((b, n), -1, dtype=np.int64)
-    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
-    out_rows[r[keep], rank[keep]] = c[keep]
-    out_vals[r[keep], rank[keep]] = s[keep]
-    return out_rows, out_vals
+    return ranked(r[keep], c[keep], s[keep], b, n)
 
 
 # -- serving: movies x queries score blocks --------------------------------------------------------
@@ -142,16 +154,7 @@ def top_n_columns(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     c = np.repeat(col, CHUNK)
     s = scores[r, c]
     keep = s >= bound[c]
-    r, c, s = r[keep], c[keep], s[keep]
-    order = np.lexsort((r, -s, c))
-    r, c, s = r[order], c[order], s[order]
-    rank = np.arange(len(c)) - np.searchsorted(c, np.arange(b))[c]
-    keep = rank < n
-    out_rows = np.full((b, n), -1, dtype=np.int64)
-    out_vals = np.full((b, n), NEG_INF, dtype=np.float32)
-    out_rows[c[keep], rank[keep]] = r[keep]
-    out_vals[c[keep], rank[keep]] = s[keep]
-    return out_rows, out_vals
+    return ranked(c[keep], r[keep], s[keep], b, n)
 
 
 def merge_top_n(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
