@@ -49,7 +49,7 @@ def app_from_env():  # type: ignore[no-untyped-def]
 @click.option("--blas-threads", default=1, show_default=True, type=click.IntRange(1, 64),
               help="OpenBLAS threads per matrix product.")
 @click.option("--scoring", type=click.Choice(["int8", "float32"]), default="int8", show_default=True,
-              help="int8: int8 candidates re-ranked exactly in float32 (same answers, ~4x less work); "
+              help="int8: int8 candidates re-ranked exactly in float32 (same answers, 2-5x less scoring work); "
                    "float32: every movie scored in float32.")
 def serve(host: str, port: int, reload_every: float, workers: int, max_batch: int, max_wait_ms: float,
           batch_workers: int, score_threads: int, blas_threads: int, scoring: str) -> None:
