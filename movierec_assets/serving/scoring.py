@@ -12,6 +12,7 @@ threads, which spin and collapse when a neighbour process holds a core.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from movierec_assets.serving.topn import CHUNK, NEG_INF, mask_columns, merge_top
 from movierec_assets.serving.users import lookup_many
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
@@ -174,31 +176,44 @@ def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[
         frame = data.features if at == list(range(len(data.features))) else data.features[at]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
         queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
-        slot = np.full(len(requests), -1)
-        slot[warm] = np.arange(len(warm))  # request index -> query column
-
-        def mask() -> tuple[np.ndarray, np.ndarray]:
-            owner, rows = seen()
-            keep = slot[owner] >= 0
-            return rows[keep], slot[owner[keep]]
-
-        n_max = max(requests[i][1] for i in warm)
-        if served.int8 is not None:
-            rows, vals = int8_top_n(served, queries, n_max, Once(mask))
-        else:
-            rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
-                                     n_max, Once(mask))
-        for k, i in enumerate(warm):
-            user_id, n = requests[i]
-            found = rows[k, :n] >= 0
-            answers[i] = Answer(served, False, rows[k, :n][found].tolist(), vals[k, :n][found].tolist(),
-                                user_id=user_id)
-    for i, row in enumerate(data.row):
-        if row is None:  # no features yet: popular movies (cold start)
-            user_id, n = requests[i]
-            owner, rows = seen()
-            answers[i] = Answer(served, True, popular_rows(served, rows[owner == i], n), None, user_id=user_id)
+        finite = np.isfinite(queries).all(axis=1)
+        if not finite.all():  # NaN/inf features: never let them reach the scores (or the batch's int8 scale)
+            log.warning("users %s have non-finite features; serving them popular movies", ids[~finite].tolist())
+            warm, queries = [i for i, ok in zip(warm, finite, strict=True) if ok], queries[finite]
+        if warm:
+            for i, answer in zip(warm, _ranked_answers(served, requests, warm, queries, seen), strict=True):
+                answers[i] = answer
+    for i in sorted(set(range(len(requests))) - set(warm)):  # no (usable) features: popular movies
+        user_id, n = requests[i]
+        owner, rows = seen()
+        answers[i] = Answer(served, True, popular_rows(served, rows[owner == i], n), None, user_id=user_id)
     return answers  # type: ignore[return-value]
+
+
+def _ranked_answers(served: Served, requests: Sequence[tuple[int, int]], warm: list[int], queries: np.ndarray,
+                    seen: Callable[[], tuple[np.ndarray, np.ndarray]]) -> list[Answer]:
+    """The model's top n for the `warm` requests, whose user vectors are the rows of `queries`."""
+    slot = np.full(len(requests), -1)
+    slot[warm] = np.arange(len(warm))  # request index -> query column
+
+    def mask() -> tuple[np.ndarray, np.ndarray]:
+        owner, rows = seen()
+        keep = slot[owner] >= 0
+        return rows[keep], slot[owner[keep]]
+
+    n_max = max(requests[i][1] for i in warm)
+    if served.int8 is not None:
+        rows, vals = int8_top_n(served, queries, n_max, Once(mask))
+    else:
+        rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
+                                 n_max, Once(mask))
+    answers = []
+    for k, i in enumerate(warm):
+        user_id, n = requests[i]
+        found = rows[k, :n] >= 0
+        answers.append(Answer(served, False, rows[k, :n][found].tolist(), vals[k, :n][found].tolist(),
+                              user_id=user_id))
+    return answers
 
 
 def seen_rows(served: Served, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -100,3 +100,17 @@ def test_no_embeddings_yet_is_not_ready() -> None:
     with pytest.raises(NotReady):
         rec.recommend(1, 3)
     assert rec.health()["status"] == "no_embeddings"
+
+
+def test_non_finite_features_get_popular_movies_and_leave_the_batch_alone() -> None:
+    """A NaN feature must not reach the scores, nor the batch's shared int8 scale."""
+    world = make_world()
+    rec = world.recommender()
+    alone = {u: rec.recommend(u, 10) for u in (1, 2, 3)}
+    world.users.features[2] = np.full(len(COLUMNS), np.nan, np.float32)
+    popular_ids = rec.state.store.movie_ids[rec.state.catalog.popular_rows].tolist()
+    batch = rec.recommend_many([(1, 10), (2, 10), (3, 10)])
+    broken = batch[1].recommendations()
+    assert broken.cold_start and [i.movie_id for i in broken.items] == \
+        [m for m in popular_ids if m not in set(world.users.seen[2].tolist())][:10]
+    assert batch[0].recommendations() == alone[1] and batch[2].recommendations() == alone[3]
