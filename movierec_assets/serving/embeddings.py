@@ -50,6 +50,10 @@ class EmbeddingStore:
         if bias.shape != self.movie_ids.shape:
             raise ValueError(f"ranking bias {bias.shape} does not match {self.movie_ids.shape[0]} movie ids")
         object.__setattr__(self, "bias", np.ascontiguousarray(bias))
+        bad = ~(np.isfinite(self.matrix).all(axis=1) & np.isfinite(bias))
+        if bad.any():  # a diverged model: refuse it rather than serve scores that rank nothing
+            raise ValueError(f"model {self.version}: {int(bad.sum())} movies have non-finite embeddings or "
+                             f"ranking bias (first: movie {int(self.movie_ids[bad][0])})")
         if len(self.movie_ids) > 1 and not np.all(np.diff(self.movie_ids) > 0):
             raise ValueError("movie ids must be unique and sorted ascending")
 

@@ -85,3 +85,13 @@ def test_served_ranking_adds_the_prior_and_equals_a_float64_reference() -> None:
     for k, q in enumerate(queries):
         scores = state.store.matrix.astype(np.float64) @ q + bias
         assert rows[k].tolist() == np.argsort(-scores, kind="stable")[:5].tolist()
+
+
+def test_non_finite_embeddings_or_bias_are_refused() -> None:
+    ids = np.array([3, 1, 2])
+    matrix = np.ones((3, 4), np.float32)
+    matrix[2, 1] = np.nan  # movie 2
+    with pytest.raises(ValueError, match="non-finite.*first: movie 2"):
+        EmbeddingStore.build("v9", ids, matrix)
+    with pytest.raises(ValueError, match="first: movie 3"):
+        EmbeddingStore.build("v9", ids, np.ones((3, 4)), bias=np.array([np.inf, 0.0, 0.0]))
