@@ -1,13 +1,15 @@
 """Benchmark: serving at ml-32m size (87,585 movies x 64 dims, 200k users).
 
 Run: `python -m benchmarks.bench_serving [--backend postgres|memory] [--users 200000] [--requests 2000]
-[--http-seconds 10] [--repeats 3] [--rates 500,1000,2000] [--workers 1] [--skip inproc,http,batch]`.
+[--http-seconds 10] [--repeats 3] [--rates 500,1000,2000] [--workers 1] [--skip inproc,http,batch]
+[--scoring int8|float32] [--reuse-db]` (`--reuse-db` with $BENCH_SERVING_HOME keeps the database).
 
-1. In-process top 10 for one user through `Recommender.recommend`: user lookup (PostgreSQL point
+1. In-process top 10 for one user through `Recommender.recommend`: user lookup (PostgreSQL
    queries, or memory), feature scaling, the user tower's forward pass (numpy replay of a
-   [256, 128] -> 64 tower), the seen mask and the exact top N. Ceiling: bare `E @ u` +
-   `np.argpartition`. Also `recommend_many` on batches of 16, 50 and 128 users (what the HTTP
-   batcher runs).
+   [256, 128] -> 64 tower), the int8 pass over every movie, the seen mask and the exact float32
+   re-rank. Ceiling: the bare int8 pass on the same movie ranges and threads (also reported: a
+   bare float32 `E @ u` + `np.argpartition`, the work the int8 pass replaces). Also
+   `recommend_many` on batches of 16, 50 and 128 users (what the HTTP batcher runs).
 2. HTTP: uvicorn (uvloop, httptools) serving the same Recommender in its own process, requests
    micro-batched; a lean load generator (benchmarks/serving_load.py: raw asyncio keep-alive
    HTTP/1.1, 50 connections) in another process. Closed loop (as fast as answers come) on the
