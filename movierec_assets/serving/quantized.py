@@ -12,8 +12,11 @@ whatever the batch), and the top n is taken over exact scores: answers are exact
 
 from __future__ import annotations
 
+import platform
+import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +26,19 @@ ZERO_POINT = 128
 # Float rounding in the fused scale-and-add and in the exact float32 dot products: a relative
 # slack far above the ~64 * 2**-24 these operations can lose.
 ROUNDING = 2.0**-14
+
+
+def weight_levels() -> int:
+    """Largest movie code. Without VNNI, x86 integer GEMMs add u8*s8 pairs in saturating int16
+    (VPMADDUBSW): 2 * 255 * 127 overflows, 2 * 255 * 63 does not. VNNI (and ARM) accumulate in
+    int32 exactly, so they get the full 8 bits."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return 127
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return 63
+    return 127 if re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", flags) else 63
 
 
 @dataclass
@@ -42,14 +58,16 @@ class Int8Index:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, ep: np.ndarray, movies: int, bias_p: np.ndarray | None) -> Int8Index:
-        """From a `padded_rows` matrix of `movies` real rows and its padded prior (or None)."""
+    def build(cls, ep: np.ndarray, movies: int, bias_p: np.ndarray | None, levels: int | None = None) -> Int8Index:
+        """From a `padded_rows` matrix of `movies` real rows and its padded prior (or None);
+        movie codes lie in -levels..levels (default: `weight_levels()`)."""
+        levels = levels or weight_levels()
         real = ep[:movies].astype(np.float64)
         step = np.ones(ep.shape[0], np.float32)
         peak = np.abs(real).max(axis=1) if movies else np.zeros(0)
-        step[:movies] = np.where(peak > 0, peak / 127.0, 1.0)
+        step[:movies] = np.where(peak > 0, peak / levels, 1.0)
         q = np.zeros(ep.shape, np.int8)
-        q[:movies] = np.clip(np.rint(real / step[:movies, None]), -127, 127)
+        q[:movies] = np.clip(np.rint(real / step[:movies, None]), -levels, levels)
         dequant = q[:movies] * step[:movies, None].astype(np.float64)
         bias = np.full(ep.shape[0], NEG_INF, np.float32)
         bias[:movies] = 0.0 if bias_p is None else bias_p[:movies]
@@ -61,6 +79,19 @@ class Int8Index:
                    max_error_norm=most(np.linalg.norm(error, axis=1)), max_l1=most(np.abs(dequant).sum(axis=1)),
                    max_dequant_norm=most(np.linalg.norm(dequant, axis=1)), max_norm=most(np.linalg.norm(real, axis=1)),
                    max_bias=float(np.abs(bias[:movies]).max(initial=0.0)))
+
+    def check(self, lo: int, hi: int) -> None:
+        """Raises unless ONNX Runtime's integer products over rows lo..hi are exact on this CPU:
+        the error bound assumes they are. Probed with the largest codes (where int16 pair sums
+        would saturate) against the same sums in numpy."""
+        codes = np.full((2, self.q.shape[1]), 255, np.uint8)
+        codes[1, ::2] = 1  # -127 after the zero point, beside +127
+        sums = (codes.astype(np.int64) - ZERO_POINT) @ self.q[lo:hi].astype(np.int64).T
+        expected = sums * self.step[lo:hi].astype(np.float64) + self.bias[lo:hi]
+        got = approximate(self, lo, hi, codes, np.float32(1.0))
+        finite = np.isfinite(expected)
+        if not np.allclose(got[finite], expected[finite], rtol=1e-6, atol=1e-6):
+            raise RuntimeError("ONNX Runtime's int8 products are not exact on this CPU")
 
     def session(self, lo: int, hi: int):  # type: ignore[no-untyped-def]
         """The ONNX Runtime session scoring rows lo..hi (built once per range, then cached)."""

@@ -98,8 +98,7 @@ class Recommender:
             version = self.loader.servable_version()
             if version is None or version == self.version:
                 return False
-            new = Served.build(self.loader.load(version))
-            warm(new)
+            new = warm(Served.build(self.loader.load(version)))
             self._served = new
             log.info("serving model version %s (%d movies)", version, new.movies)
             return True

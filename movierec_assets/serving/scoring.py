@@ -12,6 +12,7 @@ threads, which spin and collapse when a neighbour process holds a core.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -70,6 +71,12 @@ def user_scores(served: Served, queries: np.ndarray, lo: int, hi: int) -> np.nda
     return scores
 
 
+def part_ranges(rows_total: int) -> list[tuple[int, int]]:
+    """The movie row ranges (whole chunks) that one batch is scored in, one per thread."""
+    step = max(-(-rows_total // (_parts["n"] * CHUNK)) * CHUNK, CHUNK)
+    return [(lo, min(lo + step, rows_total)) for lo in range(0, rows_total, step)]
+
+
 def in_parts(part: Callable[[int, int], tuple[np.ndarray, np.ndarray]], rows_total: int,
              n: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top n per query over all movie rows, computed range by range in parallel.
@@ -82,8 +89,7 @@ def in_parts(part: Callable[[int, int], tuple[np.ndarray, np.ndarray]], rows_tot
         rows, vals = part(lo, hi)
         return np.where(rows >= 0, rows + lo, -1), vals
 
-    step = -(-rows_total // (_parts["n"] * CHUNK)) * CHUNK
-    ranges = [(lo, min(lo + step, rows_total)) for lo in range(0, rows_total, step)]
+    ranges = part_ranges(rows_total)
     if len(ranges) == 1:
         return run(*ranges[0])
     others = [_pool().submit(run, lo, hi) for lo, hi in ranges[1:]]
@@ -146,12 +152,18 @@ def int8_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple
     return in_parts(part, served.ep.shape[0], n)
 
 
-def warm(served: Served) -> None:
-    """Builds the int8 sessions of the current movie ranges before the version takes traffic."""
-    if served.int8 is not None:
-        queries = np.zeros((1, served.ep.shape[1]), np.float32)
-        none = np.zeros(0, np.int64)
-        int8_top_n(served, queries, 1, (none, none))
+def warm(served: Served) -> Served:
+    """Builds and checks the int8 sessions of the current movie ranges before the version takes
+    traffic. Where the int8 products are not exact (see `Int8Index.check`), scores in float32."""
+    if served.int8 is None:
+        return served
+    try:
+        for lo, hi in part_ranges(served.ep.shape[0]):
+            served.int8.check(lo, hi)
+    except RuntimeError:
+        log.exception("model %s: int8 scoring is not exact on this CPU; scoring in float32", served.version)
+        return dataclasses.replace(served, int8=None)
+    return served
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:

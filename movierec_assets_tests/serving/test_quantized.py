@@ -137,3 +137,41 @@ def test_int8_answers_do_not_depend_on_the_batch() -> None:
     for i in range(len(queries)):
         alone = scoring.int8_top_n(served, queries[i : i + 1], 10, (none, none))
         assert np.array_equal(alone[0][0], together[0][i]) and np.array_equal(alone[1][0], together[1][i]), i
+
+
+@pytest.mark.parametrize("levels", [127, 63])
+def test_both_code_ranges_keep_the_bound_and_pass_the_exactness_check(levels: int) -> None:
+    """63 is what CPUs without VNNI get (their int16 pair sums would saturate at 127)."""
+    rng = np.random.default_rng(levels)
+    emb = l2_normalize(rng.standard_normal((4000, DIMS)).astype(np.float32))
+    ep = padded_rows(emb)
+    index = Int8Index.build(ep, len(emb), None, levels=levels)
+    assert np.abs(index.q).max() == levels
+    index.check(0, ep.shape[0])
+    queries = l2_normalize(rng.standard_normal((9, DIMS)).astype(np.float32))
+    codes, scale, error = quantize_queries(queries)
+    approx = approximate(index, 0, ep.shape[0], codes, scale)[:, : len(emb)]
+    exact = queries.astype(np.float64) @ emb.astype(np.float64).T
+    assert np.all(np.abs(approx - exact) <= tolerances(index, queries, error)[:, None])
+
+
+def test_inexact_int8_products_fall_back_to_float32() -> None:
+    """If the integer products disagree with numpy's (here: the session holds other codes than the
+    index), the version is served in float32 instead, with the same answers."""
+    rng = np.random.default_rng(31)
+    served = _served(_state(rng, 3000, 0.2), True)
+    assert served.int8 is not None
+    ranges = scoring.part_ranges(served.ep.shape[0])
+    assert scoring.warm(served) is served  # exact here: int8 stays on
+    for lo, hi in ranges:
+        served.int8.session(lo, hi)  # built from the true codes ...
+    served.int8.q[:] = np.clip(served.int8.q.astype(np.int16) + 1, -127, 127).astype(np.int8)  # ... which then change
+    with pytest.raises(RuntimeError, match="not exact"):
+        served.int8.check(*ranges[0])
+    fallback = scoring.warm(served)
+    assert fallback.int8 is None and fallback.ep is served.ep
+    queries = l2_normalize(rng.standard_normal((4, DIMS)).astype(np.float32))
+    none = np.zeros(0, np.int64)
+    rows, vals = scoring.top_n_parts(lambda lo, hi: scoring.user_scores(fallback, queries, lo, hi),
+                                     fallback.ep.shape[0], 10, (none, none))
+    assert_exact_top_n(fallback, queries, rows, vals, 10, none, none)
