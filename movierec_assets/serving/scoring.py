@@ -31,7 +31,7 @@ from movierec_assets.serving.quantized import (
 )
 from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import CHUNK, NEG_INF, mask_columns, merge_top_n, scores_for, top_n_columns
+from movierec_assets.serving.topn import CHUNK, mask_columns, merge_top_n, scores_for, top_n_columns
 from movierec_assets.serving.users import lookup_many
 
 T = TypeVar("T")
@@ -145,7 +145,7 @@ def int8_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         approx = approximate(index, lo, hi, codes, scale)
         rows, cols = _in_range(mask, lo, hi)
-        approx.reshape(-1)[cols * (hi - lo) + rows] = NEG_INF
+        mask_columns(approx, cols, rows)  # approx is (queries, movies): the transposed cells
         return rescored_top_n(approx, tol, n,
                               lambda r, c: exact_pairs(served.ep, served.bias_p, queries, r + lo, c))
 
