@@ -92,13 +92,14 @@ def make_scaler(stats: pl.DataFrame, table: str) -> Callable[[pl.DataFrame | np.
         if isinstance(df, np.ndarray):  # rows whose columns are already in canonical order
             if df.ndim != 2 or df.shape[1] != len(columns):
                 raise ValueError(f"{name} rows have shape {df.shape}, expected (n, {len(columns)})")
-            return ((df.astype(np.float64) - mean) / std).astype(np.float32)
-        absent = [c for c in columns if c not in df.columns]
-        if absent:
-            raise ValueError(f"{name} frame lacks feature columns {absent}")
-        # Column by column: a polars select + cast costs ~0.2 ms per call on one-row frames.
-        values = np.column_stack([_as_float64(df.get_column(c)) for c in columns])
-        return ((values.reshape(df.height, len(columns)) - mean) / std).astype(np.float32)
+            values = df.astype(np.float64)
+        else:
+            absent = [c for c in columns if c not in df.columns]
+            if absent:
+                raise ValueError(f"{name} frame lacks feature columns {absent}")
+            # Column by column: a polars select + cast costs ~0.2 ms per call on one-row frames.
+            values = np.column_stack([_as_float64(df.get_column(c)) for c in columns]).reshape(df.height, len(columns))
+        return ((values - mean) / std).astype(np.float32)
 
     return apply
 

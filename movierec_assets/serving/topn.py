@@ -130,7 +130,8 @@ def scores_for(ep: np.ndarray, m: int, queries: np.ndarray) -> np.ndarray:
 
 
 def mask_columns(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
-    """Sets scores[rows[i], cols[i]] to -inf: each column's (query's) seen movies."""
+    """Sets scores[rows[i], cols[i]] to -inf (in a movies x queries block: each query's seen
+    movies; the queries x movies blocks pass the pairs the other way round)."""
     scores.reshape(-1)[np.asarray(rows, np.int64) * scores.shape[1] + cols] = NEG_INF
 
 
@@ -187,13 +188,12 @@ def seen_csr(user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int) -> tup
 
 
 def _mask_block(scores: np.ndarray, start: int, indptr: np.ndarray, indices: np.ndarray) -> None:
-    b, m = scores.shape
+    b = scores.shape[0]
     lo, hi = indptr[start], indptr[start + b]
     if hi == lo:
         return
     lengths = np.diff(indptr[start : start + b + 1])
-    block_rows = np.repeat(np.arange(b, dtype=np.int64), lengths)
-    scores.reshape(-1)[block_rows * m + indices[lo:hi]] = NEG_INF
+    mask_columns(scores, np.repeat(np.arange(b, dtype=np.int64), lengths), indices[lo:hi])
 
 
 def iter_top_n_batch(
