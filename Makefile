@@ -29,8 +29,14 @@ dev: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check movierec_assets movierec_assets_tests benchmarks
 
+# The serving tests run twice: as the CPU is, then as an AVX2-only x86-64 CPU would run them
+# (OpenBLAS's Haswell kernel, numpy's dispatch capped at AVX2), so that an AVX-512 machine
+# exercises the code paths an AVX2-only one takes.
+AVX2_ONLY := OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
+
 test: $(STAMP) system-deps lint
 	$(BIN)/pytest
+	$(AVX2_ONLY) $(BIN)/pytest -q movierec_assets_tests/serving
 
 lock: $(STAMP)
 	(echo "# Exact versions of the whole dependency tree (pip freeze). Regenerate with \`make lock\`."; $(BIN)/pip freeze --exclude-editable | grep -v "^movierec") > requirements.lock
