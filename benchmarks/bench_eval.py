@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import polars as pl  # noqa: E402
 
+from benchmarks.paths import ml_small  # noqa: E402
 from movierec_assets.ml.evaluate import EVAL_TRAIN, EvalConfig, evaluate_dataset, load_dataset, variants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def markdown(table: pl.DataFrame, columns: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ml-small", type=Path, default=Path("/work/shared/movielens/ml-latest-small"))
+    ap.add_argument("--ml-small", type=Path, default=ml_small())  # $MOVIEREC_ML_SMALL or ../shared
     ap.add_argument("--max-days", type=int, default=0, help="Protocol A: sample this many days (0 = every day)")
     ap.add_argument("--skip-variants", action="store_true")
     ap.add_argument("--reuse-variants", action="store_true", help="keep the variant table of the last eval.json")

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from benchmarks.paths import ml_small
+
 RESULTS = Path(__file__).resolve().parent / "results" / "partitions.json"
-ML_SMALL = Path(os.environ.get("MOVIEREC_ML_SMALL", "/work/shared/movielens/ml-latest-small"))
+ML_SMALL = ml_small()  # $MOVIEREC_ML_SMALL, else ../shared/movielens/ml-latest-small
 N_MOVIES = 87_000
 HISTORY_END = datetime(2020, 1, 1, tzinfo=UTC)
 FIRST_DAY = date(2021, 3, 1)

@@ -58,12 +58,16 @@ def run_child(stage: str, ctx_file: Path, profile_to: str | None) -> None:
     ctx = json.loads(ctx_file.read_text())
     if profile_to:
         import cProfile
+        import io
         import pstats
+
+        from benchmarks.paths import repo_relative
 
         prof = cProfile.Profile()
         out = prof.runcall(STAGES[stage], ctx)
-        with open(profile_to, "w") as fh:
-            pstats.Stats(prof, stream=fh).sort_stats("cumulative").print_stats(40)
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(40)
+        Path(profile_to).write_text(repo_relative(text.getvalue()))  # no machine paths in results
     else:
         out = STAGES[stage](ctx)
     out["peak_rss_bytes"] = vm_hwm_bytes()

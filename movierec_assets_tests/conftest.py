@@ -13,8 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ML_SMALL_CANDIDATES = [
     os.environ.get("MOVIEREC_ML_SMALL", ""),
-    str(REPO.parent / "shared" / "movielens" / "ml-latest-small"),
-    "/work/shared/movielens/ml-latest-small",
+    str(REPO.parent / "shared" / "movielens" / "ml-latest-small"),  # relative to the checkout
 ]
 
 

@@ -59,11 +59,40 @@ def test_lifecycle_start_reuse_stop_restart() -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _as_nobody(code: str, env: dict[str, str], cwd: str) -> subprocess.CompletedProcess[str]:
+def _as_nobody(python: str, code: str, env: dict[str, str], cwd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["/usr/bin/python3.11", "-c", code], env=env, capture_output=True, text=True,
+        [python, "-c", code], env=env, capture_output=True, text=True,
         user=65534, group=65534, extra_groups=[], cwd=cwd, timeout=120,
     )
+
+
+def _interpreters() -> list[str]:
+    """This interpreter, then every `pythonX.Y` of the same version on PATH (distinct files):
+    candidates for one an unprivileged user can run (a root-only pyenv is not one)."""
+    name = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    found = [sys.executable, os.path.realpath(sys.executable)]
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found.append(shutil.which(name, path=folder) or "")
+    unique: dict[str, str] = {}
+    for path in found:
+        if path and os.path.realpath(path) not in unique:
+            unique[os.path.realpath(path)] = path
+    return list(unique.values())
+
+
+def _nobody_python(env: dict[str, str], cwd: str) -> tuple[str | None, str]:
+    """The first candidate interpreter with which `nobody` imports this checkout, and the last error."""
+    error = "no interpreter found"
+    for python in _interpreters():
+        try:
+            probe = _as_nobody(python, "import psycopg, movierec_assets.db.embedded", env, cwd)
+        except OSError as exc:  # not executable by nobody
+            error = str(exc)
+            continue
+        if probe.returncode == 0:
+            return python, ""
+        error = probe.stderr[-200:]
+    return None, error
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
@@ -76,17 +105,17 @@ def test_lifecycle_as_non_root_user() -> None:
     repo = str(Path(__file__).resolve().parents[2])
     env = {"MOVIEREC_HOME": str(home), "HOME": str(home), "PATH": "/usr/bin:/bin",
            "PYTHONPATH": os.pathsep.join([repo, *site.getsitepackages()])}
-    probe = _as_nobody("import psycopg, movierec_assets.db.embedded", env, str(home))
-    if not os.path.exists("/usr/bin/python3.11") or probe.returncode != 0:
+    python, error = _nobody_python(env, str(home))
+    if python is None:
         shutil.rmtree(home, ignore_errors=True)
-        pytest.skip(f"an unprivileged user cannot reach this checkout's Python: {probe.stderr[-200:]}")
+        pytest.skip(f"an unprivileged user cannot reach this checkout's Python: {error}")
     code = (
         "from movierec_assets.db.embedded import EmbeddedPostgres as E; import psycopg;"
         "s=E(); u=s.ensure_running();"
         "c=psycopg.connect(u); print(c.execute('select current_user').fetchone()[0]); c.close();"
         "print(s.os_user); s.stop()"
     )
-    proc = _as_nobody(code, env, str(home))
+    proc = _as_nobody(python, code, env, str(home))
     shutil.rmtree(home, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["movierec", "None"]
