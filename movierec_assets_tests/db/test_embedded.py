@@ -68,7 +68,7 @@ def _as_nobody(python: str, code: str, env: dict[str, str], cwd: str) -> subproc
 
 def _interpreters() -> list[str]:
     """This interpreter, then every `pythonX.Y` of the same version on PATH (distinct files):
-    candidates for one an unprivileged user can run (a root-only pyenv is not one)."""
+    candidates for one an unprivileged user can run (one installed under a root-only home is not)."""
     name = f"python{sys.version_info.major}.{sys.version_info.minor}"
     found = [sys.executable, os.path.realpath(sys.executable)]
     for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
