@@ -16,6 +16,7 @@ from movierec_assets.features.store import (
     write_feature_tables,
     write_scaling_stats,
 )
+from movierec_assets.metadata import rounded
 from movierec_assets.resources import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
@@ -105,10 +106,10 @@ def feature_tables(context: AssetExecutionContext, postgres: PostgresResource) -
     timing = {f"{phase}_seconds": round(value, 3) for phase, value in seconds.items()}
     context.log.info(f"features: {frames.users.height:,} users, {frames.movies.height:,} movies; {timing}")
     yield dg.MaterializeResult(
-        asset_key="user_features", metadata={**table_metadata(frames.users, "user_features", "user_id"), **timing}
+        asset_key="user_features", metadata=rounded({**table_metadata(frames.users, "user_features", "user_id"), **timing})
     )
     yield dg.MaterializeResult(
-        asset_key="movie_features", metadata={**table_metadata(frames.movies, "movie_features", "movie_id"), **timing}
+        asset_key="movie_features", metadata=rounded({**table_metadata(frames.movies, "movie_features", "movie_id"), **timing})
     )
 
 
@@ -137,7 +138,7 @@ def scaling_stats(context: AssetExecutionContext, postgres: PostgresResource) ->
     lines = ["| table | column | mean | std |", "|---|---|---:|---:|"]
     lines += [f"| {t} | {c} | {m:.4g} | {s:.4g} |" for t, c, m, s in shown.iter_rows()]
     return dg.MaterializeResult(
-        metadata={
+        metadata=rounded({
             "dagster/row_count": stats.height,
             "dagster/column_schema": column_schema(stats),
             "dagster/table_name": "features.scaling_stats",
@@ -145,5 +146,5 @@ def scaling_stats(context: AssetExecutionContext, postgres: PostgresResource) ->
             "stats": dg.MetadataValue.md("\n".join(lines)),
             "read_seconds": round(read_s, 3),
             "write_seconds": round(write_s, 3),
-        }
+        })
     )

@@ -10,6 +10,7 @@ from movierec_assets.ingest.daily_asset import COLUMN_SCHEMA
 from movierec_assets.ingest.history import HistoryLoad, load_history, load_movie_tables, resolve_data_dir
 from movierec_assets.ingest.load import MoviesStats
 from movierec_assets.ingest.validate import IngestError
+from movierec_assets.metadata import rounded
 from movierec_assets.movielens.source import DataFormatError
 from movierec_assets.resources import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
@@ -113,7 +114,7 @@ def raw_movies(context: dg.AssetExecutionContext, config: IngestConfig, postgres
     except (DataFormatError, FileNotFoundError) as exc:
         raise _failure(exc) from None
     context.log.info(f"loaded {stats.movies:,} movies, {stats.tags:,} tags, {stats.links:,} links from {data_dir}")
-    return dg.MaterializeResult(metadata=movies_metadata(stats, str(data_dir)))
+    return dg.MaterializeResult(metadata=rounded(movies_metadata(stats, str(data_dir))))
 
 
 @dg.asset(
@@ -139,7 +140,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: IngestConfig, postgre
         f"loaded {result.rows:,} history ratings (cutoff {result.manifest.cutoff_day}), "
         f"rejected {result.rejected:,}, {result.rows_per_s:,.0f} rows/s end to end"
     )
-    return dg.MaterializeResult(metadata=history_metadata(result))
+    return dg.MaterializeResult(metadata=rounded(history_metadata(result)))
 
 
 

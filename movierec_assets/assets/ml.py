@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from movierec_assets.metadata import rounded
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
@@ -103,7 +104,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     context.log.info(f"model {job.version.version}: holdout RMSE {m['holdout_rmse']:.4f} after {tr.epochs_run} epochs")
     curve = plots.markdown_image(plots.training_curve_png(tr.history))
     md = dg.MetadataValue
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=rounded({
         "dagster/table_name": "ml.model_versions",
         "dagster/row_count": n_versions,
         "dagster/column_schema": REGISTRY_SCHEMA,
@@ -125,7 +126,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
         "champion_holdout_rmse": md.float(float(m["champion_holdout_rmse"] or float("nan"))),
         "baselines": md.md(_baseline_table(job.holdout_rows)) if job.holdout_rows else "streamed: none",
         "training_curve": md.md(curve),
-    })
+    }))
 
 
 @dg.asset_check(asset="trained_model", blocking=True, description=(

@@ -8,6 +8,7 @@ TensorFlow is imported inside the asset bodies (through movierec_assets.serving.
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from movierec_assets.metadata import rounded
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
@@ -75,7 +76,7 @@ def movie_embeddings(
         context.log.info(f"movie_embeddings skipped: {run.skipped}")
         return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
     context.log.info(f"embedded {run.movies} movies x {run.dims} for model {run.version} in {run.seconds:.1f}s")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=rounded({
         **meta,
         "dagster/row_count": run.movies,
         "movie_count": run.movies,
@@ -83,7 +84,7 @@ def movie_embeddings(
         "seconds": round(run.seconds, 3),
         "npy_dir": run.npy_dir,
         "skipped": "",
-    })
+    }))
 
 
 @dg.asset(
@@ -115,11 +116,11 @@ def user_recommendations(
         context.log.info(f"user_recommendations skipped: {run.skipped}")
         return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
     context.log.info(f"top {TOP_N} for {run.users} users in {run.seconds:.1f}s")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=rounded({
         **meta,
         "dagster/row_count": run.rows,
         "users": run.users,
         "seconds": round(run.seconds, 3),
         "users_per_second": round(run.users / run.seconds, 1) if run.seconds else None,
         "skipped": "",
-    })
+    }))

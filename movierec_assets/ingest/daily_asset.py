@@ -16,6 +16,7 @@ from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.db.url import redact_text
 from movierec_assets.ingest.days import DayLoadError, LoadReport, load_days
 from movierec_assets.ingest.landing import landing_dir
+from movierec_assets.metadata import rounded
 from movierec_assets.partitions import DayRange
 from movierec_assets.resources.database import PostgresResource
 
@@ -112,6 +113,6 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.A
         context.log.info(
             f"loaded {report.rows_loaded} rows, rejected {report.rows_rejected}, in {report.seconds:.2f}s"
         )
-        return dg.MaterializeResult(metadata=_metadata(report, run_days, str(source)))
+        return dg.MaterializeResult(metadata=rounded(_metadata(report, run_days, str(source))))
 
     return daily_partitioned_ratings
