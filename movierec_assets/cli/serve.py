@@ -28,7 +28,8 @@ def app_from_env():  # type: ignore[no-untyped-def]
     set_parts(config["score_threads"])
     url, reload_every = config["url"], config["reload_every"]
     return create_app(lambda: from_database(url, reload_every), max_batch=config["max_batch"],
-                      max_wait_s=config["max_wait_ms"] / 1e3, batch_workers=config["batch_workers"])
+                      max_wait_s=config["max_wait_ms"] / 1e3, batch_workers=config["batch_workers"],
+                      database_url=url, scoring=config["scoring"])
 
 
 @click.command()

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from movierec_assets.db.connect import DatabaseUnavailable
 from movierec_assets.serving.batcher import MAX_BATCH, MAX_WAIT_S, Batcher
 from movierec_assets.serving.fastpath import INT32_MAX, FastPathAPI
+from movierec_assets.serving.health import DatabaseProbe, health
 from movierec_assets.serving.recommender import (
     MAX_N,
     Answer,
@@ -58,6 +59,9 @@ class HealthOut(BaseModel):
     movies: int | None = None
     dims: int | None = None
     scoring: str | None = None  # "int8" (candidates re-ranked exactly) or "float32"
+    database: str | None = None  # "ok" or "unreachable"; None when users come from memory
+    scoring_fallback: str | None = None  # why the model scores in float32 although int8 was asked for
+    detail: str | None = None  # what is wrong, when status is not "ok"
 
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many movies to return")]
@@ -67,12 +71,14 @@ MovieId = Annotated[int, Path(ge=0, le=INT32_MAX)]
 
 def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: float = RELOAD_POLL_S, *,
                max_batch: int = MAX_BATCH, max_wait_s: float = MAX_WAIT_S, batch_workers: int = 1,
-               fast_path: bool = True) -> FastAPI:
+               fast_path: bool = True, database_url: str | None = None, scoring: str | None = None) -> FastAPI:
     """The API around a Recommender built at startup; a background task polls for new champions.
 
     Concurrent requests are coalesced into batches of up to `max_batch`, waiting at most
     `max_wait_s` for company, on `batch_workers` threads. `fast_path` answers well-formed hot
-    requests without FastAPI's per-request machinery (see fastpath.py).
+    requests without FastAPI's per-request machinery (see fastpath.py). With `database_url`,
+    /health also reports that database (503 while unreachable; see health.py); `scoring` is the
+    mode asked for, so /health can report a fallback to float32.
     """
 
     @contextlib.asynccontextmanager
@@ -83,7 +89,8 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
         options = {"max_batch": max_batch, "max_wait_s": max_wait_s, "workers": batch_workers}
         app.state.users = Batcher(recommender.recommend_many, name="users", **options)
         app.state.similar = Batcher(recommender.similar_many, name="similar", **options)
-        app.state.health_json = lambda: HealthOut(**recommender.health()).model_dump_json().encode()
+        probe = await run_in_threadpool(DatabaseProbe(database_url).start) if database_url else None
+        app.state.health_response = lambda: _health_response(recommender, probe, scoring)
         task = asyncio.create_task(_reload_loop(recommender, reload_poll_s))
         try:
             yield
@@ -93,6 +100,8 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
                 await task
             app.state.users.close()
             app.state.similar.close()
+            if probe is not None:
+                await run_in_threadpool(probe.close)
 
     app = FastPathAPI(title="movierec", version="1", lifespan=lifespan,
                       description="Two-tower movie recommendations from the champion model.")
@@ -108,9 +117,11 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
     async def similar_movies(request: Request, movie_id: MovieId, n: N = 10) -> Response:
         return await _respond(request.app.state.similar, (movie_id, n))
 
-    @app.get("/health", response_model=HealthOut)
-    async def health(request: Request) -> HealthOut:
-        return HealthOut(**request.app.state.recommender.health())
+    @app.get("/health", response_model=HealthOut,
+             responses={503: {"model": HealthOut, "description": "no embeddings yet, or the database is unreachable"}})
+    async def health_route(request: Request) -> Response:
+        status, body = request.app.state.health_response()
+        return Response(body, status_code=status, media_type="application/json")
 
     return app
 
@@ -125,6 +136,12 @@ async def _respond(batcher: Batcher[tuple[int, int], Answer], request: tuple[int
     except (NotReady, DatabaseUnavailable) as exc:
         raise HTTPException(503, str(exc)) from None
     return Response(answer.to_json(), media_type="application/json")
+
+
+def _health_response(recommender: Recommender, probe: DatabaseProbe | None, scoring: str | None) -> tuple[int, bytes]:
+    """(status, JSON body) of /health; the database state is the probe's last background check."""
+    status, body = health(recommender, probe, scoring)
+    return status, HealthOut(**body).model_dump_json().encode()
 
 
 def _freeze_heap(collect: bool = False) -> None:

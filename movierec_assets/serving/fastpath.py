@@ -70,7 +70,7 @@ class FastPathAPI(FastAPI):
         if not (self.fast_path and scope["type"] == "http" and scope["method"] == "GET"):
             return await super().__call__(scope, receive, send)
         if scope["path"] == "/health" and not scope.get("query_string"):
-            return await _send(send, 200, self.state.health_json())
+            return await _send(send, *self.state.health_response())  # status from the cached checks
         request = _user_request(scope)
         if request is None:
             return await super().__call__(scope, receive, send)
