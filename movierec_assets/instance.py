@@ -13,6 +13,8 @@ from movierec_assets.config import ENV_DATABASE_URL, paths
 DAGSTER_YAML = {
     "storage": {"postgres": {"postgres_url": {"env": ENV_DATABASE_URL}}},
     "telemetry": {"enabled": False},
+    # No "Join the Dagster community" modal on a fresh instance (Dagster 1.13's key is `enabled`).
+    "nux": {"enabled": False},
     "run_coordinator": {
         "module": "dagster.core.run_coordinator",
         "class": "QueuedRunCoordinator",
