@@ -59,11 +59,10 @@ def ingest_ceiling(ctx: Context) -> dict[str, Any]:
     from benchmarks.bench_ingest import ceiling_copy
     from movierec_assets.ingest.validate import parse_ratings_file, validate_ratings
     from movierec_assets.movielens.source import read_movies
-    from movierec_assets.movielens.split import read_active_manifest
+    from movierec_assets.movielens.split import split_manifest
 
     data = Path(ctx["data_dir"])
-    manifest = read_active_manifest()
-    assert manifest is not None, "the ingest stage activates the split"
+    manifest = split_manifest(data)
     parsed = parse_ratings_file(data / "ratings.csv")
     history = parsed.good.filter(pl.col("rated_at").dt.date() <= manifest.cutoff_day)
     good, _ = validate_ratings(history, read_movies(data)["movie_id"])
@@ -78,10 +77,9 @@ def partitions(ctx: Context) -> dict[str, Any]:
     (one `load_days` call per day, as one daily partition run does)."""
     from movierec_assets.ingest.days import load_days
     from movierec_assets.ingest.replay import replay
-    from movierec_assets.movielens.split import read_active_manifest
+    from movierec_assets.movielens.split import split_manifest
 
-    url, manifest = os.environ["MOVIEREC_DATABASE_URL"], read_active_manifest()
-    assert manifest is not None
+    url, manifest = os.environ["MOVIEREC_DATABASE_URL"], split_manifest(Path(ctx["data_dir"]))
     landing = Path(os.environ["MOVIEREC_HOME"]) / "landing"
     started = time.perf_counter()
     days = replay(Path(ctx["data_dir"]), landing, days=ctx["days"], manifest=manifest)

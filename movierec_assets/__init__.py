@@ -1,23 +1,9 @@
-"""movierec: the Dagster code location. `defs` is what `dagster dev` loads.
+"""movierec: the Dagster code location. `defs` (a `@dg.definitions` function) is what Dagster loads.
 
-`defs` is built on first access (PEP 562), not at package import: the CLI prepares the dataset and
-its split manifest first, and the daily partitions are read from that manifest.
+Importing the package builds nothing: the definitions are built when Dagster calls `defs()`, from
+the `Settings` resolved from the environment at that moment.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from movierec_assets.definitions import defs
 
 __all__ = ["defs"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "defs":
-        from movierec_assets.definitions import defs
-
-        return defs
-    raise AttributeError(f"module 'movierec_assets' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), "defs"])

@@ -1,27 +1,39 @@
-"""Paths and settings, all read from the environment (never from code or files in the repo)."""
+"""Paths under `$MOVIEREC_HOME`, from the validated `Settings` (never from code or files in the repo)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_HOME = "MOVIEREC_HOME"
-ENV_DATABASE_URL = "MOVIEREC_DATABASE_URL"
-ENV_DATA_DIR = "MOVIEREC_DATA_DIR"
-ENV_LANDING_DIR = "MOVIEREC_LANDING_DIR"
-ENV_PG_PORT = "MOVIEREC_PG_PORT"
-ENV_PG_USER = "MOVIEREC_PG_OS_USER"
+from movierec_assets.settings import (
+    ENV_DATA_DIR,
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_LANDING_DIR,
+    ENV_PG_PORT,
+    ENV_PG_USER,
+    Settings,
+    resolve_home,
+    resolve_landing,
+)
+
+__all__ = ["ENV_DATABASE_URL", "ENV_DATA_DIR", "ENV_HOME", "ENV_LANDING_DIR", "ENV_PG_PORT", "ENV_PG_USER",
+           "Paths", "configured_data_dir", "movierec_home", "paths"]
 
 
 def movierec_home() -> Path:
     """`$MOVIEREC_HOME`, defaulting to `.movierec/` in the working directory."""
-    return Path(os.environ.get(ENV_HOME) or Path.cwd() / ".movierec").absolute()
+    return resolve_home()
 
 
 @dataclass(frozen=True)
 class Paths:
     home: Path
+    landing: Path | None = None  # None: `$MOVIEREC_HOME/landing/ratings`
+
+    @classmethod
+    def of(cls, settings: Settings) -> Paths:
+        return cls(settings.home, settings.landing_dir)
 
     @property
     def pg(self) -> Path:
@@ -41,8 +53,7 @@ class Paths:
 
     @property
     def landing_ratings(self) -> Path:
-        env = os.environ.get(ENV_LANDING_DIR)
-        return Path(env).absolute() if env else self.home / "landing" / "ratings"
+        return self.landing or self.home / "landing" / "ratings"
 
     @property
     def default_dataset(self) -> Path:
@@ -51,10 +62,11 @@ class Paths:
 
 
 def paths() -> Paths:
-    return Paths(movierec_home())
+    """The home's paths (only `MOVIEREC_HOME` and `MOVIEREC_LANDING_DIR` are read)."""
+    home = resolve_home()
+    return Paths(home, resolve_landing(home))
 
 
 def configured_data_dir() -> Path:
     """The MovieLens directory in use: `$MOVIEREC_DATA_DIR`, else the synthetic default."""
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).absolute() if env else paths().default_dataset
+    return Settings.from_env().dataset

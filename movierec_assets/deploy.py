@@ -6,25 +6,23 @@ instance setting, while the executor belongs to the code location.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-ENV_EXECUTOR = "MOVIEREC_EXECUTOR"
-EXECUTORS = ("default", "multiprocess", "celery")
+import dagster as dg
+
+from movierec_assets.settings import ENV_EXECUTOR, EXECUTORS, SettingsError
 
 
-def executor_from_env() -> Any | None:
-    """The executor named by `MOVIEREC_EXECUTOR`, or None for Dagster's default."""
-    choice = os.environ.get(ENV_EXECUTOR, "default").strip().lower()
+def executor_for(choice: str) -> Any | None:
+    """The executor named `choice` (one of `EXECUTORS`), or None for Dagster's default."""
     if choice not in EXECUTORS:
-        raise ValueError(f"{ENV_EXECUTOR} must be one of {', '.join(EXECUTORS)}, got {choice!r}")
+        raise SettingsError(f"{ENV_EXECUTOR}={choice!r}: expected one of {', '.join(EXECUTORS)}")
     if choice == "default":
         return None
     if choice == "multiprocess":
-        import dagster as dg
-
         return dg.multiprocess_executor
     try:
+        # Optional extra (`pip install .[deploy]`), imported only when chosen.
         from dagster_celery import celery_executor
     except ImportError as exc:
         raise ImportError(f"{ENV_EXECUTOR}=celery needs dagster-celery==0.29.27 installed") from exc

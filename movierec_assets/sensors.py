@@ -7,16 +7,17 @@ new partitions), and both are on by default under `movierec dev`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from movierec_assets.ingest.landing import DayFile, content_hash, landing_dir, scan
-from movierec_assets.jobs import daily_ratings_job
-from movierec_assets.partitions import ACTIVE_DAYS, DayRange
+from movierec_assets.partitions import DayRange
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,13 @@ def run_requests(changed: list[tuple[date, str]], max_day_requests: int = MAX_DA
 
 
 def content_hash_of(hashes: list[str]) -> str:
-    import hashlib
-
     return hashlib.sha256(",".join(hashes).encode()).hexdigest()
 
 
-def build_landing_zone_sensor(days: DayRange, job: Any, name: str = "landing_zone_sensor") -> dg.SensorDefinition:
+def build_landing_zone_sensor(days: DayRange, job: Any, name: str = "landing_zone_sensor",
+                              landing: Path | None = None) -> dg.SensorDefinition:
+    """The sensor over `days`, watching `landing` (None: `landing_dir()` at each tick)."""
+
     @dg.sensor(
         name=name,
         job=job,
@@ -111,9 +113,9 @@ def build_landing_zone_sensor(days: DayRange, job: Any, name: str = "landing_zon
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        if not days.from_manifest:
-            return dg.SkipReason(f"no dataset prepared yet ({days.note})")
-        directory = landing_dir()
+        if days.empty:
+            return dg.SkipReason(days.describe())
+        directory = landing or landing_dir()
         files = scan(directory, days.first, days.last, logger=context.log)
         previous = load_cursor(context.cursor)
         changed, state = plan(files, previous)
@@ -128,18 +130,15 @@ def build_landing_zone_sensor(days: DayRange, job: Any, name: str = "landing_zon
     return _sensor
 
 
-landing_zone_sensor = build_landing_zone_sensor(ACTIVE_DAYS, daily_ratings_job)
-
-# Dagster's own automation sensor starts out stopped; this one covers every asset and runs by default.
-movierec_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "movierec_automation_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates the assets' automation conditions: after new day partitions land, the features, "
-    "model and embeddings re-materialize (once per batch of days, not once per day).",
-)
-
-
-def all_sensors() -> list[Any]:
-    return [landing_zone_sensor, movierec_automation_sensor]
+def build_sensors(days: DayRange, daily_job: Any, landing: Path) -> list[dg.SensorDefinition]:
+    """The landing sensor over `days`, and the automation sensor over every asset."""
+    # Dagster's own automation sensor starts out stopped; this one covers every asset and runs by default.
+    automation = dg.AutomationConditionSensorDefinition(
+        "movierec_automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Evaluates the assets' automation conditions: after new day partitions land, the features, "
+        "model and embeddings re-materialize (once per batch of days, not once per day).",
+    )
+    return [build_landing_zone_sensor(days, daily_job, landing=landing), automation]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from movierec_assets.deploy import executor_from_env
+from movierec_assets.deploy import executor_for
+from movierec_assets.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -52,7 +53,7 @@ def test_celery_executor_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
     result = process_config(celery_executor.config_schema.config_type, execution["config"])
     assert result.success, result.errors
     monkeypatch.setenv("MOVIEREC_EXECUTOR", "celery")
-    assert executor_from_env() is celery_executor
+    assert executor_for(Settings.from_env().executor) is celery_executor
 
 
 def test_helm_values_use_external_postgres_and_k8s_launcher() -> None:
@@ -66,7 +67,7 @@ def test_helm_values_use_external_postgres_and_k8s_launcher() -> None:
 
 def test_executor_choice_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOVIEREC_EXECUTOR", "default")
-    assert executor_from_env() is None
+    assert executor_for(Settings.from_env().executor) is None
     monkeypatch.setenv("MOVIEREC_EXECUTOR", "spark")
     with pytest.raises(ValueError, match="MOVIEREC_EXECUTOR"):
-        executor_from_env()
+        executor_for(Settings.from_env().executor)

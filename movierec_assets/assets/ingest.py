@@ -1,4 +1,8 @@
-"""Assets of the ingest group: raw_movies, raw_ratings (the history) and daily_partitioned_ratings."""
+"""Assets of the ingest group: raw_movies and raw_ratings (the history).
+
+`daily_partitioned_ratings` depends on the dataset's day range, so `definitions.build_definitions`
+builds it (`ingest/daily_asset.py`).
+"""
 
 # ==================================================================================================
 # History (issue 2): raw_movies and raw_ratings. The work is in movierec_assets/ingest/history.py.
@@ -141,14 +145,3 @@ def raw_ratings(context: dg.AssetExecutionContext, config: IngestConfig, postgre
         f"rejected {result.rejected:,}, {result.rows_per_s:,.0f} rows/s end to end"
     )
     return dg.MaterializeResult(metadata=rounded(history_metadata(result)))
-
-
-
-# ==================================================================================================
-# Daily partitions (issue 3): the future ratings, one partition per UTC day from the landing zone.
-# Built in movierec_assets/ingest/daily_asset.py; partitions from the active split manifest.
-# ==================================================================================================
-from movierec_assets.ingest.daily_asset import build_daily_partitioned_ratings  # noqa: E402
-from movierec_assets.partitions import ACTIVE_DAYS, daily_partitions  # noqa: E402
-
-daily_partitioned_ratings = build_daily_partitioned_ratings(daily_partitions, ACTIVE_DAYS)

@@ -1,4 +1,4 @@
-"""What every long-running entry point does first: server, schema, dataset split, DAGSTER_HOME."""
+"""What every long-running entry point does first: server, schema, dataset, DAGSTER_HOME."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from movierec_assets.config import ENV_DATA_DIR, ENV_HOME, movierec_home
+from movierec_assets.db.migrations import prepare_database
+from movierec_assets.instance import prepare_dagster_home
+from movierec_assets.movielens.split import SplitManifest, split_manifest
+from movierec_assets.movielens.synth import ensure_default_dataset
+from movierec_assets.settings import ENV_DATA_DIR, ENV_HOME, Settings
 
 
 @dataclass(frozen=True)
@@ -14,26 +18,23 @@ class Environment:
     url: str
     data_dir: Path
     dagster_home: Path
+    manifest: SplitManifest
 
 
 def bootstrap(data_dir: Path | None = None) -> Environment:
-    """Ensure the server and schema, the dataset and its split manifest, and the Dagster home.
+    """Ensure the server and schema, the dataset, and the Dagster home; export the settings.
 
-    Before any dataset is prepared the synthetic default is generated, so the UI never shows an
-    empty or broken partition set.
+    Without `data_dir` or `MOVIEREC_DATA_DIR` the synthetic default is generated (the definitions
+    already show its partitions before it exists). The split manifest is computed here once and
+    cached by the dataset's content, so the code server and run workers need not rescan the data.
     """
-    from movierec_assets.db.migrations import prepare_database
-    from movierec_assets.instance import prepare_dagster_home
-    from movierec_assets.movielens.split import prepare_dataset, store_manifest
-    from movierec_assets.movielens.synth import ensure_default_dataset
-
-    os.environ[ENV_HOME] = str(movierec_home())  # absolute, for child processes
+    if data_dir is not None:
+        os.environ[ENV_DATA_DIR] = str(data_dir.absolute())
+    settings = Settings.from_env()
+    os.environ[ENV_HOME] = str(settings.home)  # absolute, for child processes
     url = prepare_database()
-    if data_dir is None:
-        env_dir = os.environ.get(ENV_DATA_DIR)
-        data_dir = Path(env_dir) if env_dir else ensure_default_dataset()
-    data_dir = data_dir.absolute()
-    os.environ[ENV_DATA_DIR] = str(data_dir)
-    manifest = prepare_dataset(data_dir)
-    store_manifest(url, manifest)
-    return Environment(url=url, data_dir=data_dir, dagster_home=prepare_dagster_home())
+    if settings.data_dir is None:
+        ensure_default_dataset()
+    os.environ[ENV_DATA_DIR] = str(settings.dataset)
+    manifest = split_manifest(settings.dataset, cache_dir=settings.home / "manifests", write_cache=True)
+    return Environment(url=url, data_dir=settings.dataset, dagster_home=prepare_dagster_home(), manifest=manifest)

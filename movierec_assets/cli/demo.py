@@ -55,8 +55,9 @@ def demo(data_dir: Path | None, days: int, epochs: int | None) -> None:
 
 
 def _materialize_unpartitioned(instance: Any, epochs: int | None) -> str:
-    from movierec_assets import defs
+    from movierec_assets.definitions import current_definitions
 
+    defs = current_definitions()
     job = defs.get_job_def(PIPELINE_JOB)
     keys = sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
     click.echo(f"materializing {len(keys)} assets: {', '.join(k.to_user_string() for k in keys)}")
@@ -68,8 +69,9 @@ def _materialize_unpartitioned(instance: Any, epochs: int | None) -> str:
 
 def _run_pipeline(instance: Any, keys: list[Any], epochs: int | None, tags: dict[str, str]) -> Any:
     """Run `pipeline_job` (or the subset `keys` of it, with their checks) in this process."""
-    from movierec_assets import defs
+    from movierec_assets.definitions import current_definitions
 
+    defs = current_definitions()
     run_config: dict[str, Any] = dict(RUN_CONFIG)
     if epochs is not None and any(k.path[-1] == TRAINED_MODEL for k in keys):
         run_config["ops"] = {TRAINED_MODEL: {"config": {"epochs": epochs}}}
@@ -95,8 +97,9 @@ def _replay_days(instance: Any, data_dir: Path, days: int, epochs: int | None) -
 def _evaluate_landing_sensor(instance: Any) -> list[Any]:
     import dagster as dg
 
-    from movierec_assets import defs
+    from movierec_assets.definitions import current_definitions
 
+    defs = current_definitions()
     sensor = defs.get_sensor_def(LANDING_SENSOR)
     # The daemon keeps its own cursor; the run keys tagged below dedupe across both.
     context = dg.build_sensor_context(instance=instance, cursor=_load_cursor(instance), definitions=defs)
@@ -123,8 +126,9 @@ def _save_cursor(instance: Any, cursor: str | None, key: str = _CURSOR_KEY) -> N
 
 
 def _run_partition_requests(instance: Any, requests: list[Any]) -> str:
-    from movierec_assets import defs
+    from movierec_assets.definitions import current_definitions
 
+    defs = current_definitions()
     job = defs.get_job_def("daily_ratings_job")
     ok = 0
     for request in requests:
@@ -141,8 +145,9 @@ def _run_automation(instance: Any, epochs: int | None, max_rounds: int = 4) -> s
     """Tick the automation conditions like the daemon would, running what they request."""
     import dagster as dg
 
-    from movierec_assets import defs
+    from movierec_assets.definitions import current_definitions
 
+    defs = current_definitions()
     graph_keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     cursor = _load_automation_cursor(instance)
     materialized: list[str] = []

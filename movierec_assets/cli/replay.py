@@ -16,21 +16,19 @@ import click
 @click.option("--landing", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Landing directory (default: $MOVIEREC_LANDING_DIR, else $MOVIEREC_HOME/landing/ratings).")
 def replay(days: int | None, until: datetime | None, landing: Path | None) -> None:
-    """Write the next DAYS future days of the active dataset as YYYY-MM-DD.csv files.
+    """Write the next DAYS future days of the configured dataset as YYYY-MM-DD.csv files.
 
     Resumable: days that already have a file are skipped, never written twice. Each file appears
     atomically, so the landing sensor never sees a half-written day.
     """
     from tqdm import tqdm
 
-    from movierec_assets.db.migrations import prepare_database
+    from movierec_assets.cli.bootstrap import bootstrap
     from movierec_assets.ingest.landing import landing_dir
     from movierec_assets.ingest.replay import pending_days
     from movierec_assets.ingest.replay import replay as replay_days
-    from movierec_assets.movielens.split import prepare_dataset, read_active_manifest
 
-    prepare_database()
-    manifest = read_active_manifest() or prepare_dataset()
+    manifest = bootstrap().manifest
     target = (landing or landing_dir()).absolute()
     until_day = until.date() if until else None
     if days is None and until_day is None:

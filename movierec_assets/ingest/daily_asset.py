@@ -1,12 +1,13 @@
 """The `daily_partitioned_ratings` asset, built for a given partition set.
 
-`assets/ingest.py` builds the real one from the active split manifest; tests build their own for
-other day ranges. The asset body is thin: `ingest.days.load_days` does the work.
+`definitions.build_definitions` builds the real one from the dataset's split manifest; tests build
+their own for other day ranges. The asset body is thin: `ingest.days.load_days` does the work.
 """
 
 
 import warnings
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -75,15 +76,16 @@ def _metadata(report: LoadReport, days: list[date], source: str) -> dict[str, ob
 
 
 def build_daily_partitioned_ratings(
-    partitions_def: dg.DailyPartitionsDefinition, days: DayRange
+    partitions_def: dg.DailyPartitionsDefinition, days: DayRange, landing: Path | None = None
 ) -> dg.AssetsDefinition:
-    """The daily-partitioned ratings asset over `partitions_def` (`days` describes the same range)."""
+    """The daily-partitioned ratings asset over `partitions_def` (`days` describes the same range),
+    loading from `landing` (None: `landing_dir()` when a run starts)."""
     with warnings.catch_warnings():  # backfill_policy is marked beta; it is what makes ranges one run
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _build(partitions_def, days)
+        return _build(partitions_def, days, landing)
 
 
-def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.AssetsDefinition:
+def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange, landing: Path | None) -> dg.AssetsDefinition:
     @dg.asset(
         name=ASSET_NAME,
         group_name="ingest",
@@ -100,7 +102,7 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange) -> dg.A
     )
     def daily_partitioned_ratings(context: AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         run_days = sorted(date.fromisoformat(k) for k in context.partition_keys)
-        source = landing_dir()
+        source = landing or landing_dir()
         context.log.info(f"loading {len(run_days)} day(s) {run_days[0]} .. {run_days[-1]} from {source}")
         try:
             report = load_days(postgres.url(), run_days, source)

@@ -1,7 +1,7 @@
 """The work behind `raw_movies` and `raw_ratings`: a MovieLens directory -> PostgreSQL.
 
 `load_movie_tables` replaces movies, tags and links. `load_history` parses and validates the
-whole ratings.csv, keeps the history part of the active split (UTC day <= cutoff_day), and
+whole ratings.csv, keeps the history part of the dataset's split (UTC day <= cutoff_day), and
 replaces the history rows and their quarantine rows in one transaction; rows dated after the
 cutoff belong to the daily partitions and are left to them.
 """
@@ -30,13 +30,7 @@ from movierec_assets.ingest.validate import (
     validate_ratings,
 )
 from movierec_assets.movielens.source import dataset_files, read_links, read_movies, read_tags
-from movierec_assets.movielens.split import (
-    SplitManifest,
-    activate,
-    compute_split,
-    dataset_identity,
-    prepare_dataset,
-)
+from movierec_assets.movielens.split import SplitManifest, compute_split, dataset_identity, split_manifest
 
 
 def resolve_data_dir(configured: str = "") -> Path:
@@ -83,19 +77,17 @@ def known_movie_ids(url: str) -> pl.Series:
     return bulk.read_polars(url, "SELECT movie_id FROM movielens.movies").to_series()
 
 
-def split_manifest(data_dir: Path, parsed_good: pl.DataFrame) -> SplitManifest:
-    """The active split of `data_dir` (computed and activated if missing or stale).
+def history_split(data_dir: Path, parsed_good: pl.DataFrame) -> SplitManifest:
+    """The split of `data_dir` (`split_manifest`, the one the definitions' partitions come from).
 
     The split helper reads ratings.csv with a trusting typed reader; when the file holds lines it
-    cannot type, the split rule is applied to the lines that do parse instead.
+    cannot type, the split rule is applied to the lines that do parse instead. Nothing is written.
     """
     try:
-        return prepare_dataset(data_dir)
+        return split_manifest(data_dir)
     except pl.exceptions.PolarsError:
         root = Path(data_dir).absolute()
-        manifest = compute_split(parsed_good.lazy(), dataset_id=dataset_identity(root), source_dir=str(root))
-        activate(manifest)
-        return manifest
+        return compute_split(parsed_good.lazy(), dataset_id=dataset_identity(root), source_dir=str(root))
 
 
 def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> HistoryLoad:
@@ -105,7 +97,7 @@ def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> Hi
     path = dataset_files(data_dir).ratings
     parsed = parse_ratings_file(path, source_name=str(path))
     parsed_at = time.perf_counter()
-    manifest = split_manifest(data_dir, parsed.good)
+    manifest = history_split(data_dir, parsed.good)
     history = parsed.good.filter(pl.col("rated_at").dt.date() <= manifest.cutoff_day)
     good, context_rejects = validate_ratings(history, known_movie_ids(url))
     line_rejects, _future = split_rejects_by_day(parsed.rejected, manifest.cutoff_day)

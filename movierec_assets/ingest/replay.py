@@ -1,6 +1,6 @@
 """The replay producer: stands in for the upstream system that delivers one ratings file per day.
 
-It writes the next future days of the active split into the landing zone as `YYYY-MM-DD.csv`
+It writes the next future days of the dataset's split (`split_manifest`) into the landing zone as `YYYY-MM-DD.csv`
 (MovieLens ratings header; header only on a day without ratings). Resumable, and it never writes a
 day twice: a day whose file exists is skipped, and each file appears atomically (temp file, then a
 hard link that fails if the name exists), so the sensor never sees a half-written file.
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
+from movierec_assets.config import configured_data_dir
 from movierec_assets.ingest.landing import day_file_name, missing_days
-from movierec_assets.movielens.split import SplitManifest, day_of, future_frame, read_active_manifest
+from movierec_assets.movielens.source import scan_ratings
+from movierec_assets.movielens.split import SplitManifest, day_of, future_frame, split_manifest
 
 HEADER = "userId,movieId,rating,timestamp"
 
@@ -62,8 +64,6 @@ def write_day_file(landing_dir: Path, day: date, content: bytes) -> bool:
 
 def _future_by_day(source_dir: Path, manifest: SplitManifest, wanted: list[date]) -> dict[date, pl.DataFrame]:
     """The future ratings of the wanted days, read once and split by day."""
-    from movierec_assets.movielens.source import scan_ratings
-
     lf = future_frame(scan_ratings(source_dir), manifest).with_columns(day_of("rated_at").alias("_day"))
     frame = lf.filter(pl.col("_day").is_between(wanted[0], wanted[-1])).collect()
     parts = frame.partition_by("_day", as_dict=True, include_key=False)
@@ -81,14 +81,15 @@ def replay(
     """Write the next `days` future days (and/or every one up to `until`) into `landing_dir`.
 
     Both None: every remaining day. Returns the days written, in order. `source_dir` defaults to
-    the manifest's; it must be the dataset the active manifest describes.
+    the manifest's, else the configured dataset; `manifest` defaults to `split_manifest(source_dir)`
+    and must describe that dataset.
     """
-    manifest = manifest or read_active_manifest()
-    if manifest is None:
-        raise RuntimeError("no active split manifest: prepare a dataset first (`movierec dev`, `movierec demo`)")
-    source = Path(source_dir or manifest.source_dir).absolute()
+    if source_dir is None and manifest is None:
+        source_dir = configured_data_dir()
+    source = Path(source_dir or manifest.source_dir).absolute()  # type: ignore[union-attr]
+    manifest = manifest or split_manifest(source)
     if source.resolve() != Path(manifest.source_dir).resolve():
-        raise ValueError(f"the active split manifest describes {manifest.source_dir}, not {source}")
+        raise ValueError(f"the split manifest describes {manifest.source_dir}, not {source}")
     landing = Path(landing_dir)
     landing.mkdir(parents=True, exist_ok=True)
     todo = pending_days(manifest, landing, days, until)

@@ -13,18 +13,16 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from movierec_assets.config import paths
 from movierec_assets.movielens.source import dataset_files, scan_ratings
 
 DEFAULT_FRACTION = 0.625
-MANIFEST_FILE = "split_manifest.json"
 _EDGE_BYTES = 1 << 20  # bytes hashed at each end of ratings.csv for the dataset identity
 
 
@@ -39,10 +37,6 @@ class SplitManifest:
     last_day: date
     history_count: int | None = field(default=None)  # the requested H when given as a count
 
-    @property
-    def n_future(self) -> int:
-        return self.n_ratings - self.n_history
-
     def future_days(self) -> list[date]:
         """The daily partitions, cutoff_day + 1 .. last_day (empty when there is no future)."""
         n = (self.last_day - self.cutoff_day).days
@@ -50,13 +44,6 @@ class SplitManifest:
 
     def partition_keys(self) -> list[str]:
         return [d.isoformat() for d in self.future_days()]
-
-    def matches(self, dataset_id: str, fraction: float | None, history_count: int | None) -> bool:
-        if self.dataset_id != dataset_id:
-            return False
-        if history_count is not None:
-            return self.history_count == history_count
-        return self.history_count is None and self.history_fraction == fraction
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -191,73 +178,68 @@ def read_manifest(path: str | Path) -> SplitManifest:
         raise ValueError(f"{path}: not a valid split manifest ({exc})") from None
 
 
-def active_manifest_path() -> Path:
-    return paths().home / MANIFEST_FILE
+# The split of the synthetic default dataset (`movierec data synth` with the default size and seed),
+# which the CLI generates on first use: the definitions use it before that dataset exists, so a
+# fresh home already shows the partitions it will have. A test regenerates the dataset and checks it.
+SYNTHETIC_DEFAULT = SplitManifest(
+    dataset_id="synthetic-default-25957f43d82d9b1e", source_dir="", n_ratings=100_000, n_history=62_552,
+    history_fraction=DEFAULT_FRACTION, cutoff_day=date(2020, 8, 26), last_day=date(2023, 12, 31),
+)  # fmt: skip
+
+_MEMO: dict[tuple[str, str, float, int | None], SplitManifest] = {}
 
 
-def read_active_manifest() -> SplitManifest | None:
-    """The manifest of the dataset in use (`$MOVIEREC_HOME/split_manifest.json`), or None."""
-    path = active_manifest_path()
-    return read_manifest(path) if path.is_file() else None
-
-
-def activate(manifest: SplitManifest) -> Path:
-    """Make `manifest` the active one (atomic temp-file + rename)."""
-    path = active_manifest_path()
-    write_manifest(path, manifest)
-    return path
-
-
-def _cache_path(dataset_id: str, fraction: float, history_count: int | None) -> Path:
+def _cache_file(cache_dir: Path, dataset_id: str, fraction: float, history_count: int | None) -> Path:
     key = f"h{history_count}" if history_count is not None else f"f{fraction!r}"
-    return paths().home / "manifests" / f"{dataset_id}.{key}.json"
+    return cache_dir / f"{dataset_id}.{key}.json"
 
 
-def store_manifest(url: str, manifest: SplitManifest) -> None:
-    """Upsert the manifest into `movielens.split_manifest`."""
-    from movierec_assets.db.connect import connect
-
-    sql = """
-        INSERT INTO movielens.split_manifest
-            (dataset_id, source_dir, n_ratings, n_history, history_fraction, cutoff_day, last_day, created_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, now())
-        ON CONFLICT (dataset_id) DO UPDATE SET
-            source_dir = EXCLUDED.source_dir, n_ratings = EXCLUDED.n_ratings,
-            n_history = EXCLUDED.n_history, history_fraction = EXCLUDED.history_fraction,
-            cutoff_day = EXCLUDED.cutoff_day, last_day = EXCLUDED.last_day, created_at = now()
-    """
-    params = (
-        manifest.dataset_id, manifest.source_dir, manifest.n_ratings, manifest.n_history,
-        manifest.history_fraction, manifest.cutoff_day, manifest.last_day,
-    )  # fmt: skip
-    with connect(url) as conn:
-        conn.execute(sql, params)
+def _cached(path: Path | None, source_dir: str) -> SplitManifest | None:
+    """A cached manifest for this content, or None (a missing or unreadable cache is no error)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError):
+        return None
+    return manifest if manifest.source_dir == source_dir else None
 
 
-def prepare_dataset(
-    data_dir: str | Path | None = None,
+def split_manifest(
+    data_dir: str | Path,
     fraction: float = DEFAULT_FRACTION,
     history_count: int | None = None,
+    *,
+    cache_dir: Path | None = None,
+    write_cache: bool = False,
 ) -> SplitManifest:
-    """Split `data_dir` (default: the configured dataset, generating the synthetic default if needed)
-    and make it active. Cheap when the active or a cached manifest already matches."""
-    from movierec_assets.config import configured_data_dir
+    """The split of the dataset in `data_dir`: the one source of truth for its history and future days.
 
-    if data_dir is None:
-        data_dir = configured_data_dir()
-        if Path(data_dir) == paths().default_dataset:
-            from movierec_assets.movielens.synth import ensure_default_dataset
-
-            ensure_default_dataset()
+    A pure function of the directory's content (`dataset_identity` keys it, so an edited dataset
+    gets a new split). Memoised in the process; `cache_dir` adds a cache on disk keyed by the same
+    identity, read when present and written only when `write_cache` (best effort: a read-only home
+    just recomputes). Nothing else is ever read or written.
+    """
     root = Path(data_dir).absolute()
     identity = dataset_identity(root)
-    active = read_active_manifest()
-    if active and active.matches(identity, fraction, history_count) and active.source_dir == str(root):
-        return active
-    cache = _cache_path(identity, fraction, history_count)
-    manifest = read_manifest(cache) if cache.is_file() else None
-    if manifest is None or manifest.source_dir != str(root):
+    memo_key = (str(root), identity, fraction, history_count)
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
+    cache = _cache_file(cache_dir, identity, fraction, history_count) if cache_dir else None
+    manifest = _cached(cache, str(root))
+    if manifest is None:
         manifest = compute_split(scan_ratings(root), fraction, history_count, identity, str(root))
-        write_manifest(cache, manifest)
-    activate(manifest)
+        if cache is not None and write_cache:
+            try:
+                write_manifest(cache, manifest)
+            except OSError:
+                pass  # an optimisation only
+    _MEMO[memo_key] = manifest
     return manifest
+
+
+def expected_manifest(data_dir: Path, default_dataset: Path, cache_dir: Path | None = None) -> SplitManifest:
+    """`split_manifest(data_dir)`; before the synthetic default exists, the split it will have."""
+    if data_dir == default_dataset and not (data_dir / "ratings.csv").is_file():
+        return replace(SYNTHETIC_DEFAULT, source_dir=str(default_dataset))
+    return split_manifest(data_dir, cache_dir=cache_dir)

@@ -88,7 +88,7 @@ def test_new_days_rematerialize_features_once(pg_url: str) -> None:
 def test_real_definitions_wire_the_feature_assets() -> None:
     from movierec_assets.definitions import defs
 
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for key in ("user_features", "movie_features"):
         node = graph.get(dg.AssetKey(key))
         assert node.parent_keys == {dg.AssetKey(k) for k in ("raw_ratings", "raw_movies", "daily_partitioned_ratings")}

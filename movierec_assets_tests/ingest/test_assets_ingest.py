@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 
 from movierec_assets.assets.ingest import IngestConfig, raw_movies, raw_ratings
 from movierec_assets.db.connect import connect
-from movierec_assets.movielens.split import active_manifest_path
 from movierec_assets.resources import PostgresResource
 
 RESOURCES = {"postgres": PostgresResource()}
@@ -37,18 +35,6 @@ EXPECTED_REJECTS = [
     (7, "unknown movieId 77"),
     (8, "duplicate of line 2"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def keep_active_manifest(pg_url: str) -> Iterator[None]:
-    """These tests switch datasets; give the session its active split back afterwards."""
-    path = active_manifest_path()
-    saved = path.read_bytes() if path.exists() else None
-    yield
-    if saved is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_bytes(saved)
 
 
 def dataset(tmp_path: Path, ratings: bytes) -> Path:

@@ -16,7 +16,7 @@ from movierec_assets.ingest.days import DayLoadError, load_days
 from movierec_assets.ingest.replay import replay
 from movierec_assets.movielens.source import read_movies, scan_ratings
 from movierec_assets.movielens.split import compute_split
-from movierec_assets.partitions import active_day_range, daily_partitions_for, day_range_for
+from movierec_assets.partitions import daily_partitions_for, day_range_for
 from movierec_assets_tests.conftest import traversable_tmpdir
 from movierec_assets_tests.ingest.days_support import (
     clear_days,
@@ -64,11 +64,10 @@ def test_partitions_are_the_future_days_of_ml_small(ml_small: Path) -> None:
     assert len(set(keys)) == len(keys)
 
 
-def test_placeholder_partitions_without_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MOVIEREC_HOME", str(traversable_tmpdir("movierec-empty-home-")))
-    days = active_day_range()
-    assert not days.from_manifest and "PLACEHOLDER" in days.describe()
-    assert len(daily_partitions_for(days).get_partition_keys()) == len(days.days()) == 7
+def test_a_dataset_without_future_days_has_no_partitions() -> None:
+    days = day_range_for(date(2020, 1, 5), date(2020, 1, 5), "history-only")
+    assert days.empty and days.days() == [] and "no future days" in days.describe()
+    assert daily_partitions_for(days).get_partition_keys() == []
 
 
 def test_day_loads_and_reloads_idempotently(tiny: str, landing: Path) -> None:

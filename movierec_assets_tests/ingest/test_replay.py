@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from movierec_assets.ingest.replay import replay
 from movierec_assets.movielens.source import scan_ratings
-from movierec_assets.movielens.split import SplitManifest, activate, compute_split
+from movierec_assets.movielens.split import SplitManifest, compute_split
 from movierec_assets_tests.conftest import traversable_tmpdir
 
 HEADER = "userId,movieId,rating,timestamp"
@@ -72,22 +72,24 @@ def test_replay_refuses_another_dataset(dataset: tuple[Path, SplitManifest], tmp
         replay(None, tmp_path / "landing", days=-1, manifest=manifest)
 
 
-def test_cli_and_job_replay_the_active_dataset(
+def test_cli_and_job_replay_the_configured_dataset(
     dataset: tuple[Path, SplitManifest], pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from movierec_assets.cli import main
-    from movierec_assets.jobs import replay_job
+    from movierec_assets.definitions import build_definitions
+    from movierec_assets.settings import Settings
 
-    _, manifest = dataset
+    root, _ = dataset  # the CLI and the job split it themselves, by the default fraction: cutoff Jan 2
     home = traversable_tmpdir("movierec-replay-home-")
     monkeypatch.setenv("MOVIEREC_HOME", str(home))
     monkeypatch.setenv("MOVIEREC_LANDING_DIR", str(home / "drop"))
-    activate(manifest)
-    result = CliRunner().invoke(main, ["replay", "--days", "2"])
+    monkeypatch.setenv("MOVIEREC_DATA_DIR", str(root))
+    result = CliRunner().invoke(main, ["replay", "--days", "1"])
     assert result.exit_code == 0, result.output
-    assert "wrote 2 day file(s) (2015-01-02 .. 2015-01-03)" in result.output
+    assert "wrote 1 day file(s) (2015-01-03 .. 2015-01-03)" in result.output
+    replay_job = build_definitions(Settings.from_env()).get_job_def("replay_job")
     assert replay_job.execute_in_process().success  # the schedule's job: one more day
-    assert sorted(os.listdir(home / "drop")) == ["2015-01-02.csv", "2015-01-03.csv", "2015-01-04.csv"]
+    assert sorted(os.listdir(home / "drop")) == ["2015-01-03.csv", "2015-01-04.csv"]
     result = CliRunner().invoke(main, ["replay", "--until", "2015-01-05"])
     assert result.exit_code == 0 and "wrote 1 day file(s)" in result.output
     result = CliRunner().invoke(main, ["replay", "--days", "3"])
@@ -97,11 +99,15 @@ def test_cli_and_job_replay_the_active_dataset(
 def test_replay_schedule_cron_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     import dagster as dg
 
-    from movierec_assets.schedules import build_replay_schedule, replay_schedule
+    from movierec_assets.definitions import build_definitions
+    from movierec_assets.settings import Settings, SettingsError
 
-    assert replay_schedule.cron_schedule == "0 0 * * *"
-    assert replay_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    monkeypatch.delenv("MOVIEREC_REPLAY_CRON", raising=False)
+    schedule = build_definitions(Settings.from_env()).get_schedule_def("replay_schedule")
+    assert schedule.cron_schedule == "0 0 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     monkeypatch.setenv("MOVIEREC_REPLAY_CRON", "* * * * *")
-    assert build_replay_schedule().cron_schedule == "* * * * *"
-    with pytest.raises(ValueError, match="MOVIEREC_REPLAY_CRON='every day' is not a valid cron"):
-        build_replay_schedule("every day")
+    assert build_definitions(Settings.from_env()).get_schedule_def("replay_schedule").cron_schedule == "* * * * *"
+    monkeypatch.setenv("MOVIEREC_REPLAY_CRON", "every day")
+    with pytest.raises(SettingsError, match="MOVIEREC_REPLAY_CRON='every day': not a valid cron"):
+        Settings.from_env()

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from movierec_assets.jobs import daily_ratings_job
+from movierec_assets.jobs import build_daily_ratings_job
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.sensors import RANGE_END_TAG, RANGE_START_TAG, build_landing_zone_sensor
 from movierec_assets_tests.conftest import traversable_tmpdir
@@ -42,7 +42,7 @@ def _tick(sensor: dg.SensorDefinition, cursor: str | None, instance: dg.DagsterI
 
 
 def test_each_new_file_once_and_a_replaced_file_again(landing: Path) -> None:
-    sensor = build_landing_zone_sensor(TINY, daily_ratings_job)
+    sensor = build_landing_zone_sensor(TINY, build_daily_ratings_job(tiny_asset().partitions_def))
     instance = dg.DagsterInstance.ephemeral()
     d1, d2 = date(1991, 1, 10), date(1991, 1, 11)
     skip, cursor = _tick(sensor, None, instance)
@@ -68,7 +68,7 @@ def test_each_new_file_once_and_a_replaced_file_again(landing: Path) -> None:
 
 
 def test_a_bulk_delivery_becomes_range_runs(landing: Path) -> None:
-    sensor = build_landing_zone_sensor(TINY, daily_ratings_job)
+    sensor = build_landing_zone_sensor(TINY, build_daily_ratings_job(tiny_asset().partitions_def))
     instance = dg.DagsterInstance.ephemeral()
     first = date(1991, 2, 1)
     days = [first + timedelta(days=i) for i in range(40)] + [date(1991, 3, 20)]
@@ -81,8 +81,9 @@ def test_a_bulk_delivery_becomes_range_runs(landing: Path) -> None:
 
 
 def test_the_code_location_sensors_run_by_default() -> None:
-    from movierec_assets import defs
+    from movierec_assets import defs as load_defs
 
+    defs = load_defs()
     landing_sensor = defs.get_sensor_def("landing_zone_sensor")
     automation = defs.get_sensor_def("movierec_automation_sensor")
     assert landing_sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -138,7 +139,9 @@ def test_new_partitions_request_the_downstream_assets_once(pg_url: str, landing:
 
 def test_a_new_partition_requests_the_real_feature_assets(pg_url: str, landing: Path) -> None:
     """The code location's own downstream assets, with the daily asset over the tiny day range."""
-    from movierec_assets import defs as real_defs
+    from movierec_assets import defs
+
+    real_defs = defs()
 
     ensure_tiny_movies(pg_url)
     clear_days(pg_url)

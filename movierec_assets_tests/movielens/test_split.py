@@ -112,29 +112,51 @@ def _copy_ratings(src: Path, dst: Path, drop_last: int = 0) -> Path:
     return dst
 
 
-def test_prepare_dataset_activates_and_is_cheap_when_unchanged(
+def test_split_manifest_is_a_function_of_the_content(
     ml_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
     data = _copy_ratings(ml_small, tmp_path / "ml")
-    assert split.read_active_manifest() is None
-    m = split.prepare_dataset(data)
-    assert split.read_active_manifest() == m and m.source_dir == str(data)
+    m = split.split_manifest(data)
+    assert m.source_dir == str(data) and m.dataset_id == split.dataset_identity(data)
     assert m.n_history == compute_split(read_ratings(data).lazy()).n_history
-    stamp = os.stat(split.active_manifest_path()).st_mtime_ns
+    assert not (tmp_path / "home").exists() and sorted(os.listdir(data)) == ["movies.csv", "ratings.csv"]
     calls: list[int] = []
     monkeypatch.setattr(split, "compute_split", lambda *a, **k: calls.append(1))
-    assert split.prepare_dataset(data) == m and not calls  # unchanged: no rescan, no rewrite
-    assert os.stat(split.active_manifest_path()).st_mtime_ns == stamp
+    assert split.split_manifest(data) == m and not calls  # memoised in the process
     monkeypatch.undo()
-    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
-    by_count = split.prepare_dataset(data, history_count=1000)
+    by_count = split.split_manifest(data, history_count=1000)
     assert by_count.history_count == 1000 and by_count.history_fraction is None
-    assert split.read_active_manifest() == by_count
     _copy_ratings(ml_small, data, drop_last=5)  # the data changed: a new identity and a new split
-    changed = split.prepare_dataset(data)
+    changed = split.split_manifest(data)
     assert changed.dataset_id != m.dataset_id and changed.n_ratings == m.n_ratings - 5
-    assert not list((tmp_path / "home").glob(".split_manifest.json.*"))  # no temp files left
+
+
+def test_the_disk_cache_is_best_effort_and_keyed_by_content(
+    ml_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _copy_ratings(ml_small, tmp_path / "ml")
+    cache = tmp_path / "cache"
+    m = split.split_manifest(data, cache_dir=cache, write_cache=True)
+    assert [p.name for p in cache.iterdir()] == [f"{m.dataset_id}.f0.625.json"]
+    split._MEMO.clear()
+    calls: list[int] = []
+    monkeypatch.setattr(split, "compute_split", lambda *a, **k: calls.append(1))
+    assert split.split_manifest(data, cache_dir=cache) == m and not calls  # read from the cache
+    monkeypatch.undo()
+    split._MEMO.clear()
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")  # the cache cannot be written: the split is still computed
+    assert split.split_manifest(data, cache_dir=blocked, write_cache=True) == m
+
+
+def test_the_synthetic_default_split_is_what_generation_gives(tmp_path: Path) -> None:
+    from movierec_assets.movielens.synth import DEFAULT_RATINGS, DEFAULT_SEED, write_synthetic
+
+    target = tmp_path / "datasets" / "synthetic-default"
+    expected = split.expected_manifest(target, target)  # before it exists: the constant
+    assert expected.source_dir == str(target) and expected.future_days()
+    write_synthetic(target, DEFAULT_RATINGS, DEFAULT_SEED)
+    assert split.expected_manifest(target, target) == expected
 
 
 def test_dataset_identity_is_stable_and_content_sensitive(ml_small: Path, tmp_path: Path) -> None:
@@ -145,35 +167,3 @@ def test_dataset_identity_is_stable_and_content_sensitive(ml_small: Path, tmp_pa
     raw[-3] = ord("9") if raw[-3] != ord("9") else ord("8")  # same size, last line differs
     (b / "ratings.csv").write_bytes(bytes(raw))
     assert split.dataset_identity(a) != split.dataset_identity(b)
-
-
-def test_store_manifest_upserts(pg_url: str) -> None:
-    from movierec_assets.db.connect import connect
-
-    m = SplitManifest("test-store-manifest", "/x", 10, 7, 0.625, date(2020, 1, 3), date(2020, 2, 1))
-    split.store_manifest(pg_url, m)
-    split.store_manifest(pg_url, SplitManifest(**{**m.__dict__, "n_history": 8}))
-    with connect(pg_url) as conn:
-        rows = conn.execute(
-            "SELECT n_ratings, n_history, history_fraction, cutoff_day, last_day FROM movielens.split_manifest"
-            " WHERE dataset_id = %s",
-            (m.dataset_id,),
-        ).fetchall()
-        conn.execute("DELETE FROM movielens.split_manifest WHERE dataset_id = %s", (m.dataset_id,))
-    assert rows == [(10, 8, 0.625, date(2020, 1, 3), date(2020, 2, 1))]
-
-
-def test_prepare_dataset_defaults_to_the_synthetic_dataset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from movierec_assets.config import paths
-
-    monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MOVIEREC_DATA_DIR", raising=False)
-    m = split.prepare_dataset()
-    assert m.source_dir == str(paths().default_dataset) and m.n_ratings == 100_000
-    assert split.read_active_manifest() == m and len(m.future_days()) > 30
-    assert (
-        m.n_history
-        == history_frame(scan_ratings(paths().default_dataset), m).select(pl.len()).collect().item()
-    )
