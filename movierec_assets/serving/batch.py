@@ -79,16 +79,16 @@ def current_batch_version(url: str) -> str | None:
 
 
 def user_queries(url: str, version: str) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted user ids, their embeddings) from the version's user tower and current user features."""
-    from movierec_assets.ml import feature_io, registry
-    from movierec_assets.serving.state import model_stats
+    """(sorted user ids, their embeddings) from current user features, through the same scaler,
+    user encoder and per-row forward pass as the server (`encode_rows`), so a user's vector, and
+    with it the table's answer, has the same bits as the API's."""
+    from movierec_assets.serving.state import champion_parts
+    from movierec_assets.serving.tower import encode_rows
 
-    entry = registry.get_version(url, version)
-    if entry is None:
-        raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
-    users = bulk.read_polars(url, "SELECT * FROM features.user_features")
-    ids, x = feature_io.scale_users(users, model_stats(url, entry.path))
-    return ids, embeddings.run_tower(registry.load_model(entry.path).user_net, x, ids)
+    encoder, scaler = champion_parts(url)(version)
+    users = bulk.read_polars(url, "SELECT * FROM features.user_features").sort("user_id")
+    ids = users["user_id"].to_numpy().astype(np.int64)
+    return ids, encode_rows(encoder, scaler(users), ids)
 
 
 def seen_rows(url: str, user_ids: np.ndarray, store: EmbeddingStore) -> tuple[np.ndarray, np.ndarray]:

@@ -1,45 +1,77 @@
-"""Int8 candidate scoring with an exact float32 re-rank: the same top N for much less work.
+"""Int8 candidate scoring with an exact re-rank: the same top N for much less work.
 
 Scoring every movie in float32 is most of a request's CPU. Here each movie row is quantised to
 int8 (its own scale) and a batch of queries to uint8 (one scale), and ONNX Runtime's
-`MatMulIntegerToFloat` (VNNI integer GEMM, scales and the ranking prior applied in the same pass)
+`MatMulIntegerToFloat` (integer GEMM, scales and the ranking prior applied in the same pass)
 gives approximate scores 2 to 5 times faster than numpy's float32 GEMM (5x for one query, 2x
-for 32; measured on one core). The quantisation error of
-every (query, movie) pair has a proven bound `tol` (see `tolerances`), so every movie whose exact
-score could reach a query's top n has an approximate score within 2 * tol of the n-th best
-approximate one. Only those candidates are scored exactly (float32, row by row, the same bits
-whatever the batch), and the top n is taken over exact scores: answers are exact, not approximate.
+for 32; measured on one core). The quantisation error of every (query, movie) pair has a proven
+bound `tol` (see `tolerances`), so every movie whose exact score could reach a query's top n has
+an approximate score within 2 * tol of the n-th best approximate one. Only those candidates are
+scored exactly (`topn.exact_scores`, the rule every path uses), and the top n is taken over exact
+scores: answers are exact and the same as the float32 path's, whatever the batch.
+
+The bound assumes the integer products are exact, which depends on the CPU (`weight_levels`);
+`Int8Index.check` verifies it before a version takes traffic, else it is served in float32.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.topn import _LOWEST, NEG_INF, group_bound, ranked
+from movierec_assets.serving.topn import NEG_INF, Exact, cut, group_bound, ranked
 
 ZERO_POINT = 128
-# Float rounding in the fused scale-and-add and in the exact float32 dot products: a relative
-# slack far above the ~64 * 2**-24 these operations can lose.
+# Float rounding in the fused scale-and-add (and the exact float64 scores' own ~1e-15): a
+# relative slack far above the ~64 * 2**-24 these operations can lose.
 ROUNDING = 2.0**-14
+FULL_LEVELS = 127  # movie codes where integer products accumulate in int32 (VNNI, AMX, ARM)
+SAFE_LEVELS = 63  # where u8 * s8 pairs are added in saturating int16: 2 * 255 * 63 < 32767
+_X86 = ("x86_64", "amd64", "i386", "i686")
+_ARM = ("aarch64", "arm64")
+_INT32_FLAGS = re.compile(r"\b(avx512_vnni|avx_vnni|amx_int8)\b")
+# Replaces /proc/cpuinfo's flags, to run everything as on another x86 CPU (tests, CI): e.g. "avx2 fma".
+CPU_FLAGS_ENV = "MOVIEREC_CPU_FLAGS"
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def weight_levels() -> int:
-    """Largest movie code. Without VNNI, x86 integer GEMMs add u8*s8 pairs in saturating int16
-    (VPMADDUBSW): 2 * 255 * 127 overflows, 2 * 255 * 63 does not. VNNI (and ARM) accumulate in
-    int32 exactly, so they get the full 8 bits."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return 127
+def cpu_flags(cpuinfo: Path = CPUINFO) -> str | None:
+    """This CPU's flags (`MOVIEREC_CPU_FLAGS` if set, else /proc/cpuinfo), None when unknown."""
+    if CPU_FLAGS_ENV in os.environ:
+        return os.environ[CPU_FLAGS_ENV]
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return cpuinfo.read_text()
     except OSError:
-        return 63
-    return 127 if re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", flags) else 63
+        return None
+
+
+def weight_levels(machine: str | None = None, flags: str | None = None, cpuinfo: Path = CPUINFO) -> int:
+    """Largest movie code whose integer products ONNX Runtime sums exactly on this CPU (a guess the
+    exactness check then verifies; arguments simulate another CPU).
+
+    x86 without VNNI or AMX adds u8 * s8 pairs in saturating int16 (VPMADDUBSW): 2 * 255 * 127
+    overflows, 2 * 255 * 63 does not. VNNI, AMX and ARM accumulate in int32, so they get the full
+    8 bits. An unknown CPU (another architecture, flags unreadable) gets the safe 63.
+    """
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if machine in _ARM:
+        return FULL_LEVELS
+    if machine not in _X86:
+        return SAFE_LEVELS
+    flags = flags if flags is not None else cpu_flags(cpuinfo)
+    return FULL_LEVELS if flags is not None and _INT32_FLAGS.search(flags) else SAFE_LEVELS
+
+
+class NotExact(RuntimeError):
+    """ONNX Runtime's integer products differ from numpy's on this CPU (the bound would not hold)."""
 
 
 @dataclass
@@ -55,11 +87,15 @@ class Int8Index:
     max_dequant_norm: float  # max |e'|_2
     max_norm: float  # max |e|_2
     max_bias: float  # max |prior|
+    levels: int = FULL_LEVELS  # movie codes lie in -levels..levels
+    # (codes, step, prior) -> session; None: ONNX Runtime's. Tests pass kernels of other CPUs.
+    make_session: Callable[[np.ndarray, np.ndarray, np.ndarray], Any] | None = field(default=None, repr=False)
     _sessions: dict[tuple[int, int], object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, ep: np.ndarray, movies: int, bias_p: np.ndarray | None, levels: int | None = None) -> Int8Index:
+    def build(cls, ep: np.ndarray, movies: int, bias_p: np.ndarray | None, levels: int | None = None,
+              make_session: Callable[[np.ndarray, np.ndarray, np.ndarray], Any] | None = None) -> Int8Index:
         """From a `padded_rows` matrix of `movies` real rows and its padded prior (or None);
         movie codes lie in -levels..levels (default: `weight_levels()`)."""
         levels = levels or weight_levels()
@@ -79,12 +115,14 @@ class Int8Index:
         return cls(q, step, bias, max_code_error=most(np.abs(error)),
                    max_error_norm=most(np.linalg.norm(error, axis=1)), max_l1=most(np.abs(dequant).sum(axis=1)),
                    max_dequant_norm=most(np.linalg.norm(dequant, axis=1)), max_norm=most(np.linalg.norm(real, axis=1)),
-                   max_bias=float(np.abs(bias[:movies]).max(initial=0.0)))
+                   max_bias=float(np.abs(bias[:movies]).max(initial=0.0)), levels=levels,
+                   make_session=make_session)
 
     def check(self, lo: int, hi: int) -> None:
-        """Raises unless ONNX Runtime's integer products over rows lo..hi are exact on this CPU:
-        the error bound assumes they are. Probed with the largest codes (where int16 pair sums
-        would saturate) against the same sums in numpy."""
+        """Raises `NotExact` unless ONNX Runtime's integer products over rows lo..hi are exact on
+        this CPU: the error bound assumes they are. Probed with the largest codes against the same
+        sums in numpy: all 255 is the worst case of every same-sign pair (where int16 pair sums
+        saturate; opposite-sign pairs stay below 255 * 127)."""
         codes = np.full((2, self.q.shape[1]), 255, np.uint8)
         codes[1, ::2] = 1  # -127 after the zero point, beside +127
         sums = (codes.astype(np.int64) - ZERO_POINT) @ self.q[lo:hi].astype(np.int64).T
@@ -92,14 +130,16 @@ class Int8Index:
         got = approximate(self, lo, hi, codes, np.float32(1.0))
         finite = np.isfinite(expected)
         if not np.allclose(got[finite], expected[finite], rtol=1e-6, atol=1e-6):
-            raise RuntimeError("ONNX Runtime's int8 products are not exact on this CPU")
+            raise NotExact(f"ONNX Runtime's int8 products with {self.levels}-level movie codes are not exact "
+                           f"on this CPU ({platform.machine()}, {weight_levels()}-level codes expected)")
 
     def session(self, lo: int, hi: int):  # type: ignore[no-untyped-def]
         """The ONNX Runtime session scoring rows lo..hi (built once per range, then cached)."""
         key = (lo, hi)
         with self._lock:
             if key not in self._sessions:
-                self._sessions[key] = _session(self.q[lo:hi], self.step[lo:hi], self.bias[lo:hi])
+                make = self.make_session or _session
+                self._sessions[key] = make(self.q[lo:hi], self.step[lo:hi], self.bias[lo:hi])
             return self._sessions[key]
 
 
@@ -135,27 +175,17 @@ def approximate(index: Int8Index, lo: int, hi: int, codes: np.ndarray, scale: np
     return session.run(None, {"q": codes, "scale": np.asarray(scale, np.float32)})[0]  # type: ignore[attr-defined]
 
 
-def exact_pairs(ep: np.ndarray, bias_p: np.ndarray | None, queries: np.ndarray, rows: np.ndarray,
-                cols: np.ndarray) -> np.ndarray:
-    """Exact float32 scores of (movie row, query) pairs: a row-wise sum, so a pair's score has the
-    same bits in any batch."""
-    scores = (ep[rows] * queries[cols]).sum(axis=1, dtype=np.float32)
-    if bias_p is not None:
-        scores += bias_p[rows]
-    return scores
-
-
-def rescored_top_n(approx: np.ndarray, tol: np.ndarray, n: int, exact) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def rescored_top_n(approx: np.ndarray, tol: np.ndarray, n: int, exact: Exact) -> tuple[np.ndarray, np.ndarray]:
     """Exact top n per query of a masked (B, mp) approximate block (mp a multiple of CHUNK).
 
-    A query's n-th largest group maximum G is at most its n-th largest approximate score A, and the
-    n-th best exact score is at least A - tol, so every exact winner (and every tie at the cut) has an
-    approximate score >= G - 2 * tol. `exact(rows, cols)` scores those candidates exactly; the result
-    is (rows (B, n), exact scores (B, n)), best first, ties by lower row, -1 / -inf padded.
+    A query's n-th largest group maximum is at most its n-th largest approximate score, so the
+    `cut` keeps every exact winner (and every tie at the cut). `exact(rows, cols)` scores those
+    candidates exactly; the result is (rows (B, n), exact scores (B, n)), best first, ties by
+    lower row, -1 / -inf padded.
     """
     b, mp = approx.shape
     _, nth = group_bound(approx, n)
-    bound = np.maximum(nth - 2 * tol.astype(np.float32), _LOWEST)  # masked (-inf) movies never qualify
+    bound = cut(nth, tol)
     # One vectorised pass beats gathering the hot groups: their members lie G apart in memory.
     r, c = np.divmod(np.flatnonzero(approx >= bound[:, None]), mp)
     return ranked(r, c, exact(c, r), b, n)

@@ -172,7 +172,8 @@ class Recommender:
             "embeddings_age_seconds": round(time.time() - store.created_at.timestamp(), 3),
             "movies": served.movies,
             "dims": store.dims,
-            "scoring": "float32" if served.int8 is None else "int8",
+            "scoring": served.scoring,
+            "scoring_fallback": served.scoring_fallback,  # why int8 is off on this CPU; None: it is not
         }
 
 

@@ -1,9 +1,12 @@
 """The batched serving path: many users (or movies) answered by one pass over the movie matrix.
 
 For a batch of user requests: one lookup per user (or one for all, when the source can), one
-feature scaling and one tower forward for every user with features, one GEMM against all movies,
-the seen mask, and an exact top N per user. A single request is a batch of one through the same
-code, so batched and unbatched answers are identical (same items, order and score bits).
+feature scaling and one tower forward for every user with features, one candidate pass against
+all movies (int8, or one float32 GEMM), the seen mask, and the exact re-rank of the candidates
+(`topn.exact_scores`, ties by movie id). Every step gives a user the same bits whatever the batch
+(the tower runs per row, the candidate cut is widened by the pass's proven error bound, the exact
+score of a pair is fixed arithmetic), so a user's answer is the same alone, in any batch, through
+the CLI and in the batch table (batch.py uses the same tower and rule).
 
 The movie rows are split into `parts` ranges scored on as many threads (numpy releases the GIL),
 each with its own exact top N, merged exactly: one batch uses both cores without OpenBLAS' own
@@ -18,34 +21,35 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from movierec_assets.serving.quantized import (
+    SAFE_LEVELS,
+    Int8Index,
+    NotExact,
     approximate,
-    exact_pairs,
     quantize_queries,
     rescored_top_n,
     tolerances,
 )
 from movierec_assets.serving.served import Answer, Served
 from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import CHUNK, mask_columns, merge_top_n, scores_for, top_n_columns
+from movierec_assets.serving.topn import (
+    CHUNK,
+    exact_scores,
+    gemm_tolerance,
+    mask_columns,
+    merge_top_n,
+    scores_for,
+    top_n_columns,
+)
+from movierec_assets.serving.tower import encode_rows
 from movierec_assets.serving.users import lookup_many
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
-    """(B, d) user embeddings: one forward pass when the encoder has one, else row by row."""
-    forward = getattr(encoder, "forward", None)
-    if forward is None:
-        return np.stack([encoder.encode(x[i : i + 1], int(u)) for i, u in enumerate(user_ids)])
-    single = len(x) == 1  # pad to two rows: every row then goes through the same GEMM kernels
-    out = forward(np.concatenate([x, x]), np.concatenate([user_ids, user_ids])) if single else forward(x, user_ids)
-    return np.asarray(out[:1] if single else out, dtype=np.float32)
 
 
 _parts = {"n": min(2, os.cpu_count() or 1), "pool": None}
@@ -60,15 +64,6 @@ def _pool() -> ThreadPoolExecutor:
     if _parts["pool"] is None:
         _parts["pool"] = ThreadPoolExecutor(_parts["n"] - 1, thread_name_prefix="score")  # type: ignore[assignment]
     return _parts["pool"]  # type: ignore[return-value]
-
-
-def user_scores(served: Served, queries: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """(hi - lo, B) ranking scores of movie rows lo..hi for each user: E @ u plus the model's
-    ranking prior per movie (padding: -inf)."""
-    scores = scores_for(served.ep[lo:hi], served.movies - lo, queries)
-    if served.bias_p is not None:
-        scores += served.bias_p[lo:hi, None]
-    return scores
 
 
 def part_ranges(rows_total: int) -> list[tuple[int, int]]:
@@ -120,17 +115,26 @@ def _in_range(mask: Mask, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     return mask_rows[sel] - lo, mask_cols[sel]
 
 
-def top_n_parts(score: Callable[[int, int], np.ndarray], rows_total: int, n: int,
-                mask: Mask) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top n per query from float32 scores of every movie; `score(lo, hi)` gives the
-    (hi - lo, B) scores of rows lo..hi."""
+def top_n_parts(matrix: np.ndarray, movies: int, bias: np.ndarray | None, queries: np.ndarray, n: int,
+                mask: Mask, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n per query over the `movies` real rows of a padded matrix (plus its padded prior,
+    or None): float32 BLAS candidates within `tol` (`gemm_tolerance`), re-ranked exactly."""
 
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = score(lo, hi)
+        scores = scores_for(matrix[lo:hi], movies - lo, queries)
+        if bias is not None:
+            scores += bias[lo:hi, None]
         mask_columns(scores, *_in_range(mask, lo, hi))
-        return top_n_columns(scores, n)
+        return top_n_columns(scores, n, tol, lambda r, c: exact_scores(matrix, bias, queries, r + lo, c))
 
-    return in_parts(part, rows_total, n)
+    return in_parts(part, matrix.shape[0], n)
+
+
+def float32_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple[np.ndarray, np.ndarray]:
+    """The users' exact top n (E @ u plus the prior) from float32 candidates."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    tol = gemm_tolerance(queries, served.ep_norm, served.bias_max)
+    return top_n_parts(served.ep, served.movies, served.bias_p, queries, n, mask, tol)
 
 
 def int8_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple[np.ndarray, np.ndarray]:
@@ -147,23 +151,42 @@ def int8_top_n(served: Served, queries: np.ndarray, n: int, mask: Mask) -> tuple
         rows, cols = _in_range(mask, lo, hi)
         mask_columns(approx, cols, rows)  # approx is (queries, movies): the transposed cells
         return rescored_top_n(approx, tol, n,
-                              lambda r, c: exact_pairs(served.ep, served.bias_p, queries, r + lo, c))
+                              lambda r, c: exact_scores(served.ep, served.bias_p, queries, r + lo, c))
 
     return in_parts(part, served.ep.shape[0], n)
 
 
+def _checked(index: Int8Index, rows_total: int) -> Int8Index:
+    """The index, once every current movie range's session is built and passed `check`."""
+    for lo, hi in part_ranges(rows_total):
+        index.check(lo, hi)
+    return index
+
+
 def warm(served: Served) -> Served:
     """Builds and checks the int8 sessions of the current movie ranges before the version takes
-    traffic. Where the int8 products are not exact (see `Int8Index.check`), scores in float32."""
-    if served.int8 is None:
+    traffic. Where the products are not exact (see `Int8Index.check`) with 8-bit codes, tries the
+    safe 63-level codes; where those are not exact either, scores in float32 and says why (one
+    log line; `Served.scoring_fallback` is in /health). Answers are the same in every case."""
+    index, rows_total = served.int8, served.ep.shape[0]
+    if index is None:
         return served
     try:
-        for lo, hi in part_ranges(served.ep.shape[0]):
-            served.int8.check(lo, hi)
-    except RuntimeError:
-        log.exception("model %s: int8 scoring is not exact on this CPU; scoring in float32", served.version)
-        return dataclasses.replace(served, int8=None)
-    return served
+        _checked(index, rows_total)
+        log.info("model %s: int8 scoring with %d-level movie codes", served.version, index.levels)
+        return served
+    except NotExact as exc:
+        reason = str(exc)
+    if index.levels > SAFE_LEVELS:
+        safe = Int8Index.build(served.ep, served.movies, served.bias_p, SAFE_LEVELS, index.make_session)
+        try:
+            _checked(safe, rows_total)
+            log.warning("model %s: %s; int8 scoring with %d-level codes", served.version, reason, SAFE_LEVELS)
+            return dataclasses.replace(served, int8=safe)
+        except NotExact as exc:
+            reason = f"{reason}; {exc}"
+    log.warning("model %s: scoring in float32 (int8 fallback): %s", served.version, reason)
+    return dataclasses.replace(served, int8=None, scoring_fallback=reason)
 
 
 def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
@@ -214,11 +237,8 @@ def _ranked_answers(served: Served, requests: Sequence[tuple[int, int]], warm: l
         return rows[keep], slot[owner[keep]]
 
     n_max = max(requests[i][1] for i in warm)
-    if served.int8 is not None:
-        rows, vals = int8_top_n(served, queries, n_max, Once(mask))
-    else:
-        rows, vals = top_n_parts(lambda lo, hi: user_scores(served, queries, lo, hi), served.ep.shape[0],
-                                 n_max, Once(mask))
+    top = float32_top_n if served.int8 is None else int8_top_n
+    rows, vals = top(served, queries, n_max, Once(mask))
     answers = []
     for k, i in enumerate(warm):
         user_id, n = requests[i]
@@ -240,9 +260,8 @@ def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[
     """Answers for (movie row, n) requests: highest cosine first, the movie itself excluded."""
     movie_rows = np.array([row for row, _ in requests], dtype=np.int64)
     queries = served.state.unit[movie_rows]
-    rows, vals = top_n_parts(lambda lo, hi: scores_for(served.unit_p[lo:hi], served.movies - lo, queries),
-                             served.unit_p.shape[0], max(n for _, n in requests),
-                             (movie_rows, np.arange(len(requests))))
+    rows, vals = top_n_parts(served.unit_p, served.movies, None, queries, max(n for _, n in requests),
+                             (movie_rows, np.arange(len(requests))), gemm_tolerance(queries, served.unit_norm, 0.0))
     ids = served.state.store.movie_ids
     answers = []
     for k, (row, n) in enumerate(requests):

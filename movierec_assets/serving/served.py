@@ -10,6 +10,7 @@ of per-item model validation. An `Answer` holds rows and scores; it becomes the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from movierec_assets.serving.quantized import Int8Index
 from movierec_assets.serving.state import ServingState
-from movierec_assets.serving.topn import padded_rows
+from movierec_assets.serving.topn import max_norm, padded_rows
 
 _DENSE_IDS = 1 << 24  # a dense id -> row table up to 128 MB; MovieLens ids stay far below
 
@@ -50,13 +51,14 @@ def _fragment(movie_id: int, title: str | None, year: int | None, genres: list[s
     return head[:-1] + ',"score":'
 
 
-_scorer = {"int8": True}
+_scorer: dict[str, Any] = {"int8": True, "make_session": None}
 
 
-def use_int8(on: bool) -> None:
-    """Score with int8 candidates and an exact re-rank (default), or every movie in float32.
+def use_int8(on: bool, make_session: Callable[[np.ndarray, np.ndarray, np.ndarray], Any] | None = None) -> None:
+    """Find candidates with int8 (default) or float32 scores of every movie; answers are exact
+    either way. `make_session` replaces ONNX Runtime's int8 kernel (tests simulate other CPUs).
     Applies to versions loaded from now on."""
-    _scorer["int8"] = on
+    _scorer.update(int8=on, make_session=make_session)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class Served:
     row_of_id: np.ndarray | None  # dense movie id -> row (-1: absent), when ids are small enough
     bias_p: np.ndarray | None = None  # (Mpad,) the model's ranking prior per movie row; None: all zero
     int8: Int8Index | None = None  # int8 candidate index (quantized.py); None: score in float32
+    ep_norm: float = 0.0  # max row L2 norm of ep, max |prior| and max unit-row norm: the float32
+    bias_max: float = 0.0  # candidate passes' error bounds (topn.gemm_tolerance)
+    unit_norm: float = 0.0
+    scoring_fallback: str | None = None  # why int8 scoring was wanted but is off (/health, logs); None: it is not
 
     @classmethod
     def build(cls, state: ServingState) -> Served:
@@ -81,8 +87,10 @@ class Served:
         if bias is not None:  # padding rows get 0, so their -inf scores stay -inf
             bias_p = np.zeros(ep.shape[0], np.float32)
             bias_p[: len(bias)] = bias
-        int8 = Int8Index.build(ep, len(ids), bias_p) if _scorer["int8"] else None
-        return cls(state, ep, padded_rows(state.unit), fragments, row_of_id, bias_p, int8)
+        int8 = Int8Index.build(ep, len(ids), bias_p, make_session=_scorer["make_session"]) if _scorer["int8"] else None
+        unit_p = padded_rows(state.unit)
+        bias_max = 0.0 if bias_p is None else float(np.abs(bias_p).max(initial=0.0))
+        return cls(state, ep, unit_p, fragments, row_of_id, bias_p, int8, max_norm(ep), bias_max, max_norm(unit_p))
 
     def rows_of(self, movie_ids: np.ndarray) -> np.ndarray:
         """Rows of movie ids (-1 for unknown ones): one gather instead of a binary search each."""
@@ -100,6 +108,11 @@ class Served:
     @property
     def movies(self) -> int:
         return len(self.state.store.movie_ids)
+
+    @property
+    def scoring(self) -> str:
+        """How candidates are found: "int8" or "float32" (answers are exact either way)."""
+        return "float32" if self.int8 is None else "int8"
 
 
 @dataclass(frozen=True)

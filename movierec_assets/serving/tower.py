@@ -4,6 +4,11 @@
 Dense + ReLU/linear stack, L2 normalisation): for one row per request this costs tens of
 microseconds, where an eager Keras call costs milliseconds. `KerasEncoder` calls the tower itself
 and is the fallback for layer types the numpy replay does not know.
+
+A user's embedding must not depend on who shares the batch (a GEMM's bits depend on its shape:
+OpenBLAS' Haswell kernels give a row other bits in a batch of 3 than of 8), so every row goes
+through the same (1, F) x (F, H) product: the server, the CLI and the batch table all call
+`encode_rows`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from movierec_assets.serving.topn import tree_sum
 
 # Must match movierec_assets.ml.two_tower.IdHashEmbedding (checked by a test against the layer).
 _HASH_MULT = 2654435761
@@ -32,7 +39,7 @@ class UserEncoder(Protocol):
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Keras' UnitNormalization: x * min(rsqrt(sum x^2), 1/epsilon)."""
-    sq = np.sum(np.square(x), axis=-1, keepdims=True)
+    sq = tree_sum(np.square(x).reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], 1)  # per row, batch-proof
     with np.errstate(divide="ignore"):
         inv = np.minimum(1.0 / np.sqrt(sq), np.float32(1.0 / _EPSILON))
     return (x * inv).astype(np.float32)
@@ -78,8 +85,10 @@ class NumpyTower:
             if ids is None:
                 raise ValueError("this tower needs ids")
             x = np.concatenate([x, self.id_table[hash_buckets(ids, self.id_table.shape[0])]], axis=1)
+        x = x[:, None, :]  # (B, 1, F): matmul makes one same-shaped vector-matrix product per row
         for kernel, bias, activation in self.layers:
             x = _ACTIVATIONS[activation](x @ kernel + bias)
+        x = x[:, 0, :]
         return l2_normalize(x) if self.normalize else x
 
     def encode(self, features: np.ndarray, user_id: int) -> np.ndarray:
@@ -97,6 +106,16 @@ class KerasEncoder:
         if len(self.tower.inputs) > 1:
             x = [x, np.array([user_id], dtype=np.int32)]
         return np.asarray(self.tower(x, training=False), dtype=np.float32)[0]
+
+
+def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(B, d) float32 user embeddings, each row's bits independent of the others: `forward` in
+    blocks when the encoder has one (its products are per row), else `encode` row by row."""
+    forward = getattr(encoder, "forward", None)
+    if forward is None:
+        return np.stack([encoder.encode(x[i : i + 1], int(u)) for i, u in enumerate(user_ids)])
+    parts = [forward(x[i : i + block], user_ids[i : i + block]) for i in range(0, len(x), block)]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, 0), np.float32)
 
 
 def encoder_for(tower: Any) -> UserEncoder:
