@@ -1,16 +1,32 @@
 """Int8 candidates with an exact re-rank: the error bound holds on hostile matrices, and the answer
-is the exact top n (float64 reference), whatever the batch, the movie ranges or the ties."""
+is the exact top n (float64 reference), whatever the batch, the movie ranges or the ties. The code
+range follows what this CPU sums exactly (`weight_levels`, then `check`); CPUs we do not have are
+simulated by kernels that add products the way they do (int16 pair sums without VNNI)."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from movierec_assets.serving import scoring
 from movierec_assets.serving.memory import random_state, random_tower
-from movierec_assets.serving.quantized import Int8Index, approximate, quantize_queries, tolerances
+from movierec_assets.serving.quantized import (
+    CPU_FLAGS_ENV,
+    FULL_LEVELS,
+    SAFE_LEVELS,
+    ZERO_POINT,
+    Int8Index,
+    NotExact,
+    approximate,
+    quantize_queries,
+    tolerances,
+    weight_levels,
+)
 from movierec_assets.serving.served import Served, use_int8
 from movierec_assets.serving.topn import padded_rows
 from movierec_assets.serving.tower import l2_normalize
@@ -109,9 +125,9 @@ def test_int8_top_n_is_the_exact_top_n(parts: int) -> None:
         for n in (1, 10, 100):
             rows, vals = scoring.int8_top_n(fast, queries, n, (mask_rows, mask_cols))
             assert_exact_top_n(fast, queries, rows, vals, n, mask_rows, mask_cols)
-            ref_rows, _ = scoring.top_n_parts(lambda lo, hi: scoring.user_scores(exact, queries, lo, hi),
-                                              exact.ep.shape[0], n, (mask_rows, mask_cols))
-            assert (rows == ref_rows).mean() > 0.99  # the float32 paths differ only on 1e-7 near-ties
+            ref_rows, ref_vals = scoring.float32_top_n(exact, queries, n, (mask_rows, mask_cols))
+            assert np.array_equal(rows, ref_rows)  # one exact re-rank rule: the same answer from either pass
+            np.testing.assert_allclose(vals, ref_vals, rtol=0, atol=1e-12)
     finally:
         scoring.set_parts(2)
 
@@ -127,7 +143,7 @@ def test_int8_ties_resolve_to_the_lower_row() -> None:
 
 
 def test_int8_answers_do_not_depend_on_the_batch() -> None:
-    """A user's answer is the same bits alone or beside queries that change the batch's int8 scale."""
+    """A user's answer is the same alone or beside queries that change the batch's int8 scale."""
     rng = np.random.default_rng(21)
     served = _served(_state(rng, 8000, 0.3), True)
     queries = l2_normalize(rng.standard_normal((12, DIMS)).astype(np.float32))
@@ -136,28 +152,139 @@ def test_int8_answers_do_not_depend_on_the_batch() -> None:
     together = scoring.int8_top_n(served, queries, 10, (none, none))
     for i in range(len(queries)):
         alone = scoring.int8_top_n(served, queries[i : i + 1], 10, (none, none))
-        assert np.array_equal(alone[0][0], together[0][i]) and np.array_equal(alone[1][0], together[1][i]), i
+        assert np.array_equal(alone[0][0], together[0][i]), i
+        np.testing.assert_allclose(alone[1][0], together[1][i], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("levels", [127, 63])
-def test_both_code_ranges_keep_the_bound_and_pass_the_exactness_check(levels: int) -> None:
-    """63 is what CPUs without VNNI get (their int16 pair sums would saturate at 127)."""
+class Int16Kernel:
+    """ONNX Runtime's u8 x s8 products the way a CPU without VNNI adds them: `group` adjacent
+    products in saturating int16 (VPMADDUBSW: 2), then exactly in int32; the zero point, scales and
+    prior as `MatMulIntegerToFloat` applies them. `group=None`: a whole row in int16 (never exact)."""
+
+    def __init__(self, group: int | None) -> None:
+        self.group, self.ranges = group, 0
+
+    def __call__(self, q: np.ndarray, step: np.ndarray, bias: np.ndarray) -> Int16Kernel:
+        session = Int16Kernel(self.group)
+        session.q, session.step, session.bias = q.astype(np.int64), step.astype(np.float64), bias.astype(np.float64)
+        self.ranges += 1
+        return session
+
+    def run(self, _names: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        a = feeds["q"].astype(np.int64)
+        b, d = a.shape
+        g = self.group or d
+        products = (a[:, None, :] * self.q[None, :, :]).reshape(b, len(self.q), d // g, g)
+        sums = np.clip(products.sum(axis=3), -(2**15), 2**15 - 1).sum(axis=2) - ZERO_POINT * self.q.sum(axis=1)
+        return [(sums * float(feeds["scale"]) * self.step + self.bias).astype(np.float32)]
+
+
+def test_weight_levels_follow_the_cpu_and_an_unknown_cpu_gets_the_safe_range(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    monkeypatch.delenv(CPU_FLAGS_ENV, raising=False)
+    assert weight_levels("x86_64", "flags : fpu sse2 ssse3 avx avx2 fma") == SAFE_LEVELS  # Haswell, EPYC Rome
+    assert weight_levels("x86_64", "flags : avx2 avx512f avx512bw") == SAFE_LEVELS  # Skylake-X: no VNNI
+    assert weight_levels("x86_64", "flags : avx2 avx512f avx512_vnni") == FULL_LEVELS
+    assert weight_levels("AMD64", "avx2 avx_vnni") == FULL_LEVELS
+    assert weight_levels("aarch64") == FULL_LEVELS
+    assert weight_levels("riscv64") == weight_levels("ppc64le") == SAFE_LEVELS  # unknown architectures
+    assert weight_levels("x86_64", cpuinfo=tmp_path / "absent") == SAFE_LEVELS  # flags unreadable
+    monkeypatch.setenv(CPU_FLAGS_ENV, "avx2 fma")  # how CI runs everything as on a CPU without VNNI
+    assert weight_levels("x86_64") == SAFE_LEVELS
+    monkeypatch.setenv(CPU_FLAGS_ENV, "avx2 avx512_vnni")
+    assert weight_levels("x86_64") == FULL_LEVELS
+
+
+@pytest.mark.parametrize("levels", [FULL_LEVELS, SAFE_LEVELS])
+def test_each_code_range_keeps_the_bound_where_exact_and_falls_back_where_not(levels: int) -> None:
+    """Where this CPU sums the codes exactly (always for its own `weight_levels()`), the bound holds;
+    where it does not (8-bit codes without VNNI), the check refuses them and `warm` serves the
+    version exactly anyway (63-level codes or float32)."""
     rng = np.random.default_rng(levels)
-    emb = l2_normalize(rng.standard_normal((4000, DIMS)).astype(np.float32))
-    ep = padded_rows(emb)
-    index = Int8Index.build(ep, len(emb), None, levels=levels)
+    state = _state(rng, 4000, 0.3)
+    served = _served(state, True)
+    index = Int8Index.build(served.ep, served.movies, served.bias_p, levels=levels)
     assert np.abs(index.q).max() == levels
-    index.check(0, ep.shape[0])
-    queries = l2_normalize(rng.standard_normal((9, DIMS)).astype(np.float32))
-    codes, scale, error = quantize_queries(queries)
-    approx = approximate(index, 0, ep.shape[0], codes, scale)[:, : len(emb)]
-    exact = queries.astype(np.float64) @ emb.astype(np.float64).T
-    assert np.all(np.abs(approx - exact) <= tolerances(index, queries, error)[:, None])
+    try:
+        index.check(0, served.ep.shape[0])
+    except NotExact:
+        assert levels > weight_levels(), "the code range weight_levels() picks must be exact on this CPU"
+        warmed = scoring.warm(dataclasses.replace(served, int8=index))
+        assert warmed.int8 is None or warmed.int8.levels < levels
+        assert (warmed.int8 is None) == (warmed.scoring_fallback is not None)
+        served = warmed
+    else:
+        queries = l2_normalize(rng.standard_normal((9, DIMS)).astype(np.float32))
+        codes, scale, error = quantize_queries(queries)
+        approx = approximate(index, 0, served.ep.shape[0], codes, scale)[:, : served.movies]
+        exact = queries.astype(np.float64) @ served.ep[: served.movies].astype(np.float64).T + state.store.bias
+        assert np.all(np.abs(approx - exact) <= tolerances(index, queries, error)[:, None])
+        served = dataclasses.replace(served, int8=index)
+    queries = l2_normalize(rng.standard_normal((6, DIMS)).astype(np.float32))
+    none = np.zeros(0, np.int64)
+    top = scoring.float32_top_n if served.int8 is None else scoring.int8_top_n
+    rows, vals = top(served, queries, 10, (none, none))
+    assert_exact_top_n(served, queries, rows, vals, 10, none, none)
 
 
-def test_inexact_int8_products_fall_back_to_float32() -> None:
-    """If the integer products disagree with numpy's (here: the session holds other codes than the
-    index), the version is served in float32 instead, with the same answers."""
+def test_without_vnni_8bit_codes_fail_the_check_and_63_levels_serve_the_same_answers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A simulated CPU without VNNI (int16 pair sums): 127-level codes saturate, the check says so,
+    and the version is served with 63-level codes, which it sums exactly: same answers as float32."""
+    rng = np.random.default_rng(41)
+    served = _served(_state(rng, 3000, 0.2), True)
+    kernel = Int16Kernel(2)
+    served = dataclasses.replace(served, int8=Int8Index.build(served.ep, served.movies, served.bias_p,
+                                                               FULL_LEVELS, kernel))
+    with pytest.raises(NotExact, match="127-level"):
+        served.int8.check(0, served.ep.shape[0])  # type: ignore[union-attr]
+    with caplog.at_level(logging.INFO, logger=scoring.__name__):
+        warmed = scoring.warm(served)
+    assert warmed.int8 is not None and warmed.int8.levels == SAFE_LEVELS and warmed.int8.make_session is kernel
+    assert warmed.scoring == "int8" and warmed.scoring_fallback is None
+    [line] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "not exact" in line.getMessage() and "63-level" in line.getMessage()
+    queries = l2_normalize(rng.standard_normal((7, DIMS)).astype(np.float32))
+    mask = (rng.integers(0, 3000, 500), rng.integers(0, 7, 500))
+    rows, vals = scoring.int8_top_n(warmed, queries, 10, mask)
+    ref_rows, ref_vals = scoring.float32_top_n(warmed, queries, 10, mask)
+    assert np.array_equal(rows, ref_rows)
+    np.testing.assert_allclose(vals, ref_vals, rtol=0, atol=1e-12)
+    assert_exact_top_n(warmed, queries, rows, vals, 10, *mask)
+
+
+def test_a_cpu_that_sums_no_code_range_exactly_serves_float32_and_says_so_in_health_and_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from fastapi.testclient import TestClient
+
+    from movierec_assets.serving.api import create_app
+    from movierec_assets_tests.serving.helpers import make_world
+
+    world = make_world(n_movies=3000)
+    use_int8(False)
+    try:
+        reference = world.recommender()
+        use_int8(True, make_session=Int16Kernel(None))
+        with caplog.at_level(logging.INFO, logger=scoring.__name__):
+            rec = world.recommender()
+    finally:
+        use_int8(True)
+    health = rec.health()
+    assert health["scoring"] == "float32" and "not exact" in health["scoring_fallback"]
+    assert reference.health()["scoring_fallback"] is None
+    [line] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "scoring in float32" in line.getMessage() and health["scoring_fallback"] in line.getMessage()
+    for user in range(1, 41):
+        got, expected = rec.recommend(user, 10), reference.recommend(user, 10)
+        assert [i.movie_id for i in got.items] == [i.movie_id for i in expected.items]
+    with TestClient(create_app(lambda: rec)) as client:
+        body = client.get("/health").json()
+    assert body["scoring"] == "float32" and body["scoring_fallback"] == health["scoring_fallback"]
+
+
+def test_changed_codes_fail_the_check_and_the_version_is_still_served_exactly() -> None:
+    """If the integer products disagree with numpy's (here: the sessions hold other codes than the
+    index), the check says so and `warm` rebuilds or falls back: the answers stay exact."""
     rng = np.random.default_rng(31)
     served = _served(_state(rng, 3000, 0.2), True)
     assert served.int8 is not None
@@ -166,12 +293,12 @@ def test_inexact_int8_products_fall_back_to_float32() -> None:
     for lo, hi in ranges:
         served.int8.session(lo, hi)  # built from the true codes ...
     served.int8.q[:] = np.clip(served.int8.q.astype(np.int16) + 1, -127, 127).astype(np.int8)  # ... which then change
-    with pytest.raises(RuntimeError, match="not exact"):
+    with pytest.raises(NotExact, match="not exact"):
         served.int8.check(*ranges[0])
     fallback = scoring.warm(served)
-    assert fallback.int8 is None and fallback.ep is served.ep
+    assert fallback.int8 is not served.int8 and fallback.ep is served.ep
     queries = l2_normalize(rng.standard_normal((4, DIMS)).astype(np.float32))
     none = np.zeros(0, np.int64)
-    rows, vals = scoring.top_n_parts(lambda lo, hi: scoring.user_scores(fallback, queries, lo, hi),
-                                     fallback.ep.shape[0], 10, (none, none))
+    top = scoring.float32_top_n if fallback.int8 is None else scoring.int8_top_n
+    rows, vals = top(fallback, queries, 10, (none, none))
     assert_exact_top_n(fallback, queries, rows, vals, 10, none, none)

@@ -29,3 +29,19 @@ def test_numpy_tower_equals_keras(id_buckets: int) -> None:
 def test_hash_constants_match_the_model() -> None:
     two_tower = pytest.importorskip("movierec_assets.ml.two_tower")
     assert (numpy_tower._HASH_MULT, numpy_tower._HASH_MOD) == (two_tower._HASH_MULT, two_tower._HASH_MOD)
+
+
+def test_a_row_gets_the_same_embedding_alone_and_in_any_batch() -> None:
+    """Each row goes through the same (1, F) x (F, H) products whatever the batch (a GEMM's bits
+    change with its shape on some CPUs), so comparing bits here is by construction."""
+    rng = np.random.default_rng(5)
+    from movierec_assets.serving.memory import random_tower
+
+    tower = random_tower(rng, 38, [256, 128], 64)
+    x = rng.standard_normal((64, 38)).astype(np.float32)
+    ids = np.arange(64)
+    together = numpy_tower.encode_rows(tower, x, ids)
+    for start, size in ((0, 1), (9, 1), (63, 1), (0, 2), (3, 3), (5, 5), (8, 8), (17, 16), (0, 37)):
+        part = numpy_tower.encode_rows(tower, x[start : start + size], ids[start : start + size])
+        assert np.array_equal(part, together[start : start + size]), (start, size)
+    assert np.array_equal(numpy_tower.encode_rows(tower, x, ids, block=7), together)
