@@ -1,11 +1,13 @@
 """The HTTP API (FastAPI): recommendations, similar movies, health; hot reload in the background.
 
 Bad parameters are rejected by FastAPI's validation (422) before any work; an unknown movie is a
-404; no embeddings yet is a 503. Handlers only queue their request: a `Batcher` coalesces the
-concurrent ones and answers them with one matrix product on a worker thread (per-request numpy on
-the event loop saturated at ~150 req/s). Answers are rendered to JSON by string assembly from
-per-movie fragments and returned as bytes; the response models below still document them, and a
-test checks the bytes validate against them. Reloads run on a worker thread.
+404; no embeddings yet is a 503. /health is a 503 as well then, and while the database is
+unreachable (a background check, see health.py), so a load balancer stops sending traffic.
+Handlers only queue their request: a `Batcher` coalesces the concurrent ones and answers them with
+one matrix product on a worker thread (per-request numpy on the event loop saturated at ~150
+req/s). Answers are rendered to JSON by string assembly from per-movie fragments and returned as
+bytes; the response models below still document them, and a test checks the bytes validate against
+them. Reloads run on a worker thread.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 FastAPI's middleware, routing, parameter validation and dependency solving cost more CPU per
 request than the batched answer itself. `FastPathAPI` answers only requests it can recognise exactly:
 `GET /users/{digits}/recommendations` with no query or exactly `n={digits}`, and `GET /health`
-with no query. Ids above 2**31-1, n outside 1..100, any other parameter, encoding or method fall
+with no query (its status from the cached checks of health.py). Ids above 2**31-1, n outside 1..100, any other parameter, encoding or method fall
 through to the FastAPI routes, which stay the documented API (OpenAPI, 422 bodies). Answers and
 errors are the same bytes and statuses the routes give (a test compares the two paths).
 """
