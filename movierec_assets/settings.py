@@ -71,15 +71,14 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     if not url:
         return None
     if not url.startswith(("postgresql://", "postgres://")):
-        from movierec_assets.db.url import redact
-
-        raise SettingsError(f"{ENV_DATABASE_URL}={redact(url)!r}: expected a postgresql:// URL")
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"  # never the rest: it may hold a password
+        raise SettingsError(f"{ENV_DATABASE_URL}: expected a postgresql:// URL, got {scheme!r}")
     return url
 
 
 def _cron(env: Mapping[str, str]) -> str:
     cron = _text(env, ENV_REPLAY_CRON) or DEFAULT_REPLAY_CRON
-    from dagster._utils.schedules import is_valid_cron_string
+    from dagster._utils.schedules import is_valid_cron_string  # dagster (~0.6 s) only when resolving Settings
 
     if not is_valid_cron_string(cron):
         raise SettingsError(f"{ENV_REPLAY_CRON}={cron!r}: not a valid cron schedule (e.g. '0 0 * * *')")
@@ -103,6 +102,12 @@ def resolve_landing(home: Path, env: Mapping[str, str] | None = None) -> Path:
     """`MOVIEREC_LANDING_DIR` alone, default `home/landing/ratings`."""
     env = os.environ if env is None else env
     return _directory(env, ENV_LANDING_DIR, home / "landing" / "ratings")
+
+
+def server_options(env: Mapping[str, str] | None = None) -> tuple[int | None, str | None]:
+    """(`MOVIEREC_PG_PORT`, `MOVIEREC_PG_OS_USER`) alone: the embedded server's own settings."""
+    env = os.environ if env is None else env
+    return _port(env, ENV_PG_PORT), _os_user(env)
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,8 @@ class Settings:
             executor=_choice(env, ENV_EXECUTOR, EXECUTORS),
             train_strategy=_choice(env, ENV_TRAIN_STRATEGY, TRAIN_STRATEGIES),
             replay_cron=_cron(env),
-            pg_port=_port(env, ENV_PG_PORT),
-            pg_os_user=_os_user(env),
+            pg_port=server_options(env)[0],
+            pg_os_user=server_options(env)[1],
             database_url=_database_url(env),
         )
 

@@ -63,7 +63,7 @@ def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # ty
 def movie_embeddings(
     context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    from movierec_assets.serving.batch import embed_champion
+    from movierec_assets.serving.batch import embed_champion  # TensorFlow/Keras: inside the body only
 
     with retry_if_database_drops(context):
         run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
@@ -103,7 +103,7 @@ def movie_embeddings(
 def user_recommendations(
     context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    from movierec_assets.serving.batch import recommend_all
+    from movierec_assets.serving.batch import recommend_all  # TensorFlow/Keras: inside the body only
 
     with retry_if_database_drops(context):
         run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)

@@ -6,8 +6,12 @@ import time
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
-from movierec_assets.movielens.synth import DEFAULT_RATINGS, DEFAULT_SEED
+from movierec_assets.config import ENV_DATA_DIR, paths
+from movierec_assets.movielens.download import DownloadError
+from movierec_assets.movielens.download import download as fetch
+from movierec_assets.movielens.synth import DEFAULT_RATINGS, DEFAULT_SEED, write_synthetic
 
 
 @click.group()
@@ -26,10 +30,6 @@ def data() -> None:
 @click.option("--force", is_flag=True, help="Download again even if the dataset is already there.")
 def download(name: str, dest: Path | None, force: bool) -> None:
     """Download NAME from GroupLens over HTTPS, verify its size and MD5, and unpack it."""
-    from movierec_assets.config import ENV_DATA_DIR, paths
-    from movierec_assets.movielens.download import DownloadError
-    from movierec_assets.movielens.download import download as fetch
-
     try:
         out = fetch(name, dest or paths().datasets, force=force)
     except (DownloadError, FileNotFoundError) as exc:
@@ -46,10 +46,6 @@ def download(name: str, dest: Path | None, force: bool) -> None:
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 def synth(out: Path, n_ratings: int, seed: int) -> None:
     """Write a synthetic MovieLens-format dataset with N ratings into OUT."""
-    from tqdm import tqdm
-
-    from movierec_assets.movielens.synth import write_synthetic
-
     started = time.perf_counter()
     with tqdm(total=n_ratings, unit=" ratings", unit_scale=True, desc="synth") as bar:
         plan = write_synthetic(out, n_ratings, seed, progress=bar.update)

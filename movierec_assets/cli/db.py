@@ -6,6 +6,8 @@ import json
 
 import click
 
+from movierec_assets.db.embedded import EmbeddedPostgres
+from movierec_assets.db.migrations import prepare_database
 from movierec_assets.db.url import external_url, redact
 
 
@@ -17,16 +19,12 @@ def db() -> None:
 @db.command()
 def start() -> None:
     """Start the embedded server (or reuse the running one) and apply migrations."""
-    from movierec_assets.db.migrations import prepare_database
-
     click.echo(f"PostgreSQL ready at {redact(prepare_database())}")
 
 
 @db.command()
 def stop() -> None:
     """Stop the embedded server cleanly."""
-    from movierec_assets.db.embedded import EmbeddedPostgres
-
     if external_url():
         raise click.ClickException("MOVIEREC_DATABASE_URL is set: the external server is not ours to stop")
     click.echo("stopped" if EmbeddedPostgres().stop() else "not running")
@@ -35,8 +33,6 @@ def stop() -> None:
 @db.command()
 def status() -> None:
     """Show whether the server is running, and where."""
-    from movierec_assets.db.embedded import EmbeddedPostgres
-
     url = external_url()
     if url:
         click.echo(json.dumps({"external": True, "url": redact(url)}))
@@ -48,7 +44,5 @@ def status() -> None:
 @click.option("--show-password", is_flag=True, help="Print the password instead of '***'.")
 def url(show_password: bool) -> None:
     """Print the connection URL, starting the embedded server if needed."""
-    from movierec_assets.db.migrations import prepare_database
-
     full = prepare_database()
     click.echo(full if show_password else redact(full))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from movierec_assets.cli.bootstrap import bootstrap
+from movierec_assets.db.embedded import EmbeddedPostgres
 from movierec_assets.db.url import external_url, redact
 
 
@@ -20,9 +22,6 @@ from movierec_assets.db.url import external_url, redact
 @click.option("--port", default=3000, show_default=True, type=int)
 def dev(data_dir: Path | None, host: str, port: int) -> None:
     """Ensure the server, schema and DAGSTER_HOME, then run `dagster dev` (stops the embedded server on exit)."""
-    from movierec_assets.cli.bootstrap import bootstrap
-    from movierec_assets.db.embedded import EmbeddedPostgres
-
     embedded = external_url() is None
     env = bootstrap(data_dir)
     click.echo(f"PostgreSQL: {redact(env.url)}\nDAGSTER_HOME: {env.dagster_home}\nUI: http://{host}:{port}")

@@ -7,6 +7,9 @@ import os
 
 import click
 
+from movierec_assets.db.migrations import prepare_database
+from movierec_assets.serving.recommender import InvalidRequest, NotReady, from_database
+
 # Inference loads the champion's towers through Keras once. TensorFlow's oneDNN notice (and the
 # absl preamble it triggers) would land on stderr of every call; TF_CPP_MIN_LOG_LEVEL does not
 # silence it in TF 2.21. Numerics differ from training only by float round-off. Overridable.
@@ -34,9 +37,6 @@ def recommend(user_id: int, n: int, as_json: bool) -> None:
     """Top N unseen movies for USER_ID from the champion model."""
     for key, value in QUIET_TF.items():
         os.environ.setdefault(key, value)
-    from movierec_assets.db.migrations import prepare_database
-    from movierec_assets.serving.recommender import InvalidRequest, NotReady, from_database
-
     url = prepare_database()
     try:
         result = from_database(url).recommend(user_id, n).to_dict()

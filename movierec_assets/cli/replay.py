@@ -6,6 +6,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from tqdm import tqdm
+
+from movierec_assets.cli.bootstrap import bootstrap
+from movierec_assets.ingest.landing import landing_dir
+from movierec_assets.ingest.replay import pending_days
+from movierec_assets.ingest.replay import replay as replay_days
 
 
 @click.command()
@@ -21,13 +27,6 @@ def replay(days: int | None, until: datetime | None, landing: Path | None) -> No
     Resumable: days that already have a file are skipped, never written twice. Each file appears
     atomically, so the landing sensor never sees a half-written day.
     """
-    from tqdm import tqdm
-
-    from movierec_assets.cli.bootstrap import bootstrap
-    from movierec_assets.ingest.landing import landing_dir
-    from movierec_assets.ingest.replay import pending_days
-    from movierec_assets.ingest.replay import replay as replay_days
-
     manifest = bootstrap().manifest
     target = (landing or landing_dir()).absolute()
     until_day = until.date() if until else None

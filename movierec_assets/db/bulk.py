@@ -57,15 +57,6 @@ def ingest(conn: Any, schema: str, table: str, data: pa.Table | pl.DataFrame, mo
     return arrow.num_rows
 
 
-def ingest_temp(conn: Any, table: str, data: pa.Table | pl.DataFrame) -> int:
-    """COPY Arrow data into a new temporary table (dropped at session end)."""
-    quote_ident(table)
-    arrow = to_arrow(data)
-    with conn.cursor() as cur:
-        cur.adbc_ingest(table, arrow, mode="create", temporary=True)
-    return arrow.num_rows
-
-
 def execute(conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
     """Run one statement on an ADBC connection (DDL, INSERT ... SELECT); parameters are bound."""
     with conn.cursor() as cur:

@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 import psycopg
 
 from movierec_assets.config import ENV_DATABASE_URL
+from movierec_assets.db.embedded import EmbeddedPostgres
 from movierec_assets.db.url import external_url, libpq_params, redact_text
-
-CONNECT_TIMEOUT_S = 10
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -42,8 +41,6 @@ def database_url(start_embedded: bool = True) -> str:
         return url
     if not start_embedded:
         raise DatabaseUnavailable(f"{ENV_DATABASE_URL} is not set and the embedded server is not started")
-    from movierec_assets.db.embedded import EmbeddedPostgres
-
     url = EmbeddedPostgres().ensure_running()
     os.environ[ENV_DATABASE_URL] = url  # child processes (dagster, workers) reuse this server
     return url
@@ -63,7 +60,7 @@ def connect(url: str, autocommit: bool = False) -> Iterator[psycopg.Connection[A
 @contextmanager
 def adbc_connect(url: str, autocommit: bool = False) -> Iterator[Any]:
     """An ADBC DB-API connection (Arrow in and out through COPY BINARY)."""
-    import adbc_driver_postgresql.dbapi as adbc
+    import adbc_driver_postgresql.dbapi as adbc  # its driver library (~0.3 s) loads on first bulk use only
 
     sep = "&" if "?" in url else "?"
     full = url + sep + "&".join(f"{k}={v}" for k, v in libpq_params(url).items())

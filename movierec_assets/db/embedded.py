@@ -17,11 +17,13 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from movierec_assets.config import ENV_PG_PORT, ENV_PG_USER, Paths, paths
+import psycopg
+
+from movierec_assets.config import Paths, paths
+from movierec_assets.settings import server_options
 
 DB_NAME = "movierec"
 DB_USER = "movierec"
@@ -81,9 +83,9 @@ class EmbeddedPostgres:
         self.data_dir = self.paths.pg / "data"
         self.state_file = self.paths.pg / _STATE_FILE
         self.log_file = self.paths.pg / "server.log"
-        env_port = os.environ.get(ENV_PG_PORT)
-        self.port = port or (int(env_port) if env_port else None)
-        self.os_user = os_user or (os.environ.get(ENV_PG_USER) or "nobody") if os.geteuid() == 0 else None
+        env_port, env_user = server_options()  # validated: a bad value names its variable
+        self.port = port or env_port
+        self.os_user = os_user or (env_user or "nobody") if os.geteuid() == 0 else None
         self._bin: Path | None = None
 
     # -- public API ------------------------------------------------------------------------
@@ -204,8 +206,6 @@ class EmbeddedPostgres:
         return " ".join(f"-c {k}={v}" for k, v in settings.items())
 
     def _create_database(self, state: ServerState) -> None:
-        import psycopg
-
         admin = f"postgresql://{DB_USER}:{state.password}@127.0.0.1:{state.port}/postgres"
         with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
@@ -274,9 +274,3 @@ class EmbeddedPostgres:
         except (PermissionError, OSError):
             return False
         return proc.returncode == 0
-
-
-def wait_until_stopped(server: EmbeddedPostgres, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.running_state() is not None and time.monotonic() < deadline:
-        time.sleep(0.2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from movierec_assets.db.connect import connect
+from movierec_assets.db.connect import connect, database_url
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -49,8 +49,6 @@ def apply_migrations(url: str, sql_dir: Path = SQL_DIR) -> list[str]:
 
 def prepare_database(start_embedded: bool = True) -> str:
     """Every entry point's first step: resolve the server, migrate it, return its URL."""
-    from movierec_assets.db.connect import database_url
-
     url = database_url(start_embedded=start_embedded)
     apply_migrations(url)
     return url

@@ -12,14 +12,6 @@ from movierec_assets.features.compute import FEATURE_SET_VERSION, movie_feature_
 
 USER_TABLE = "user_features"
 MOVIE_TABLE = "movie_features"
-STATS_SCHEMA = {
-    "feature_set_version": pl.String,
-    "table_name": pl.String,
-    "column_name": pl.String,
-    "mean": pl.Float64,
-    "std": pl.Float64,
-    "computed_at": pl.Datetime("us", "UTC"),
-}
 
 
 def feature_columns(table: str) -> list[str]:
@@ -55,7 +47,7 @@ def _table_stats(df: pl.DataFrame, table: str) -> pl.DataFrame:
 def compute_scaling_stats(
     user_df: pl.DataFrame, movie_df: pl.DataFrame, computed_at: datetime | None = None
 ) -> pl.DataFrame:
-    """Mean and std of every numeric feature, tagged with FEATURE_SET_VERSION (STATS_SCHEMA rows)."""
+    """Mean and std of every numeric feature, tagged with FEATURE_SET_VERSION (the rows of features.scaling_stats)."""
     stamp = computed_at or datetime.now(UTC)
     both = pl.concat([_table_stats(user_df, USER_TABLE), _table_stats(movie_df, MOVIE_TABLE)])
     return both.select(

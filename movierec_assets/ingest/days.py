@@ -24,12 +24,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
 import polars as pl
 
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import DatabaseUnavailable, adbc_connect
 from movierec_assets.db.url import redact_text
 from movierec_assets.ingest.landing import DayFile, LandingError, day_file
+from movierec_assets.ingest.quarantine import write_rejects
 from movierec_assets.ingest.validate import IngestError, ParsedRatings, parse_ratings_file, validate_ratings
 
 log = logging.getLogger(__name__)
@@ -216,8 +218,6 @@ def _write(conn: object, batch: _DayBatch) -> None:
         # in primary-key order, the index inserts touch neighbouring pages
         bulk.ingest(conn, "movielens", "ratings", batch.good.select(RATING_COLUMNS).sort(_PK))
     if batch.rejects:
-        from movierec_assets.ingest.quarantine import write_rejects
-
         for f, rejected in batch.rejects:
             write_rejects(conn, rejected, f.path.name, f.day)
 
@@ -228,8 +228,6 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def _write_with_retry(conn: Any, batch: _DayBatch, max_attempts: int) -> int:
     """Run the write transaction, retrying deadlocks/serialization failures; returns attempts used."""
-    import adbc_driver_manager
-
     for attempt in range(1, max_attempts + 1):
         try:
             _write(conn, batch)
@@ -285,8 +283,6 @@ def load_days(url: str, days: Sequence[date], landing_dir: Path, *, max_attempts
     if not days:
         raise DayLoadError("no days to load")
     days = sorted(set(days))
-    import adbc_driver_manager
-
     started = time.perf_counter()
     try:
         with adbc_connect(url, autocommit=False) as conn:

@@ -31,6 +31,7 @@ from movierec_assets.ingest.validate import (
 )
 from movierec_assets.movielens.source import dataset_files, read_links, read_movies, read_tags
 from movierec_assets.movielens.split import SplitManifest, compute_split, dataset_identity, split_manifest
+from movierec_assets.movielens.synth import ensure_default_dataset
 
 
 def resolve_data_dir(configured: str = "") -> Path:
@@ -42,8 +43,6 @@ def resolve_data_dir(configured: str = "") -> Path:
         return Path(configured).absolute()
     data_dir = configured_data_dir()
     if data_dir == paths().default_dataset:
-        from movierec_assets.movielens.synth import ensure_default_dataset
-
         ensure_default_dataset()
     return data_dir
 

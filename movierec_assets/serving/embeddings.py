@@ -211,12 +211,3 @@ def load(url: str, version: str) -> EmbeddingStore:
         except (OSError, ValueError, EmbeddingsUnavailable):
             pass  # missing or stale copy: PostgreSQL is the source of truth
     return read_db(url, version)
-
-
-def latest_version(url: str) -> str | None:
-    """The most recently written embedding set's model version."""
-    with connect(url) as conn:
-        row = conn.execute(
-            "SELECT model_version FROM ml.embedding_sets ORDER BY created_at DESC LIMIT 1"
-        ).fetchone()
-    return row[0] if row else None

@@ -124,13 +124,3 @@ def encoder_for(tower: Any) -> UserEncoder:
         return NumpyTower.from_keras(tower)
     except UnsupportedTower:
         return KerasEncoder(tower)
-
-
-@dataclass(frozen=True)
-class LinearEncoder:
-    """A fixed random projection + L2 norm: a model-free encoder for tests and benchmarks."""
-
-    weights: np.ndarray  # (F, d)
-
-    def encode(self, features: np.ndarray, user_id: int) -> np.ndarray:
-        return l2_normalize(np.asarray(features, np.float32) @ self.weights)[0]
