@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import numpy as np
@@ -20,6 +21,7 @@ from movierec_assets.serving.state import ServingState
 
 COLUMNS = [f"f{i}" for i in range(6)]
 DIMS = 8
+SCORE_ATOL = 1e-6  # scores of the same answer computed in different batches (movies and order: exact)
 
 
 @dataclass
@@ -129,3 +131,14 @@ def brute_force(matrix: np.ndarray, query: np.ndarray, n: int, exclude_rows: set
 
 
 Factory = Callable[[], Recommender]
+
+
+def assert_same_answer(got: Any, expected: Any) -> None:
+    """Same model version, cold start flag, ids, movies and their order exactly; scores within
+    SCORE_ATOL. Takes `Recommendations` or their JSON dicts."""
+    a, b = (x.to_dict() if hasattr(x, "to_dict") else x for x in (got, expected))
+    scores = [[item["score"] for item in x["items"]] for x in (a, b)]
+    strip = [{**x, "items": [{k: v for k, v in item.items() if k != "score"} for item in x["items"]]} for x in (a, b)]
+    assert strip[0] == strip[1]
+    assert [s is None for s in scores[0]] == [s is None for s in scores[1]]
+    assert np.allclose([s or 0.0 for s in scores[0]], [s or 0.0 for s in scores[1]], rtol=0, atol=SCORE_ATOL), scores

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
 from movierec_assets.resources.database import PostgresResource
+from movierec_assets_tests.serving.helpers import assert_same_answer
 
 # Hand-made catalogue: movie 12 has no ratings at all (a cold-start movie).
 MOVIES = pl.DataFrame({
@@ -165,14 +166,17 @@ def test_embeddings_recommendations_cli_and_reload(world: str) -> None:
     assert isinstance(batched[5], InvalidRequest)
     for (user, n), answer in zip(requests, batched, strict=True):
         if user >= 0:
-            assert answer.recommendations() == rec.recommend(user, n), user
+            assert_same_answer(answer.recommendations(), rec.recommend(user, n))
 
     batch = metadata(materialize(user_recommendations), "user_recommendations")
     assert batch["users"] == 6 and batch["model_version"] == v1
-    top = bulk.read_polars(url, "SELECT user_id, rank, movie_id FROM ml.user_recommendations ORDER BY user_id, rank")
+    top = bulk.read_polars(url, "SELECT user_id, rank, movie_id, score FROM ml.user_recommendations"
+                                " ORDER BY user_id, rank")
     for user in range(1, 7):
-        batch_ids = top.filter(pl.col("user_id") == user)["movie_id"].to_list()
-        assert batch_ids == [i.movie_id for i in rec.recommend(user, 10).items]  # batch == online
+        batch = top.filter(pl.col("user_id") == user)
+        online = rec.recommend(user, 10).items
+        assert batch["movie_id"].to_list() == [i.movie_id for i in online]  # batch == online: ids and order
+        np.testing.assert_allclose(batch["score"].to_numpy(), [i.score for i in online], rtol=1e-6, atol=1e-6)
 
     out = CliRunner().invoke(main, ["recommend", "5", "-n", "3", "--json"])
     assert out.exit_code == 0, out.output
