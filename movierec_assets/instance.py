@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
 from movierec_assets.config import ENV_DATABASE_URL, paths
@@ -15,12 +16,14 @@ DAGSTER_YAML = {
     "telemetry": {"enabled": False},
     # No "Join the Dagster community" modal on a fresh instance (Dagster 1.13's key is `enabled`).
     "nux": {"enabled": False},
-    "run_coordinator": {
-        "module": "dagster.core.run_coordinator",
-        "class": "QueuedRunCoordinator",
-        "config": {"max_concurrent_runs": 4},
-    },
+    "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
     "run_monitoring": {"enabled": True},
+    "concurrency": {
+        "runs": {"max_concurrent_runs": 4},
+        # `trained_model` is in the "training" pool, the only pool, so one training runs at a time
+        # across all runs (assets/ml.py TRAINING_POOL); the others wait for the slot.
+        "pools": {"default_limit": 1},
+    },
 }
 
 
@@ -40,7 +43,5 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
 
 def get_instance():  # type: ignore[no-untyped-def]
     """The persistent Dagster instance (prepares DAGSTER_HOME first)."""
-    import dagster as dg
-
     prepare_dagster_home()
     return dg.DagsterInstance.get()

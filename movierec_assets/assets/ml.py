@@ -10,10 +10,16 @@ from typing import Any
 import dagster as dg
 
 from movierec_assets.metadata import rounded
+from movierec_assets.ml import promotion, registry
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
 OWNERS = ["team:movierec"]
+TRAINED_MODEL = dg.AssetKey("trained_model")
+# Trainings are serialised across runs by this concurrency pool; its limit (1) is the instance's
+# `concurrency.pools.default_limit` (movierec_assets/instance.py).
+TRAINING_POOL = "training"
+DEFAULT_GATE_TOLERANCE = 0.01  # when the candidate recorded none
 FEATURE_DEPS = [dg.AssetKey("user_features"), dg.AssetKey("movie_features"), dg.AssetKey("scaling_stats")]
 REGISTRY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("version", "text", description="sortable UTC timestamp + random suffix"),
@@ -85,6 +91,7 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
     code_version="trained_model-v2",
     deps=FEATURE_DEPS,
     automation_condition=RETRAIN_CONDITION,
+    pool=TRAINING_POOL,
     description=(
         "Two-tower ColaborativeFiltering model trained on every rating in PostgreSQL (history plus "
         "injected days) with a time-ordered validation split; saved under `$MOVIEREC_HOME/models/{version}/` "
@@ -93,7 +100,8 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
 )
 def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
                   postgres: PostgresResource) -> dg.MaterializeResult:
-    from movierec_assets.ml import plots, registry
+    # Inside the body: these import TensorFlow/Keras and matplotlib.
+    from movierec_assets.ml import plots
     from movierec_assets.ml.training_job import run
 
     with retry_if_database_drops(context):  # a retried run resumes from the training checkpoints
@@ -129,37 +137,42 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     }))
 
 
+def candidate_of_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The model version `trained_model` materialized in run `run_id` (None if it did not)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in reversed(records):
+        materialization = record.event_log_entry.asset_materialization
+        if materialization and materialization.asset_key == TRAINED_MODEL and "model_version" in materialization.metadata:
+            return str(materialization.metadata["model_version"].value)
+    return None
+
+
 @dg.asset_check(asset="trained_model", blocking=True, description=(
-    "Champion gate: promotes the new model only if its holdout RMSE is not worse than the current "
-    "champion's on the same events, within the configured tolerance; otherwise records it as rejected "
-    "with the reason. Inference always uses the champion."
+    "Champion gate: judges the model this run trained (never another run's) and promotes it only if its "
+    "holdout metrics are not worse than the current champion's on the same events, within the configured "
+    "tolerance; otherwise records it as rejected with the reason. The decision is recorded once, with its "
+    "run, in ml.model_decisions. Inference always uses the champion."
 ))
 def champion_gate(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
-    from movierec_assets.ml import registry
-
+    run_id = context.run.run_id
+    version = candidate_of_run(context.instance, run_id)
+    if version is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": f"run {run_id} trained no model"})
     url = postgres.url()
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("trained_model"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    if "model_version" not in meta:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no trained_model materialization"})
-    version = str(meta["model_version"].value)
-    candidate = registry.get_version(url, version)
-    if candidate is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": f"{version} is not in ml.model_versions"})
-    champion = registry.current_champion(url)
-    decision = registry.gate(candidate, champion, float(candidate.metrics.get("gate_tolerance", 0.01)))
-    if decision.promote:
-        registry.promote(url, version, decision.reason)
-    else:
-        registry.reject(url, version, decision.reason)
+    try:
+        decision = promotion.decide(url, version, DEFAULT_GATE_TOLERANCE, run_id=run_id)
+    except KeyError as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": str(exc)})
     now = registry.current_champion(url)
     return dg.AssetCheckResult(
-        passed=decision.promote,
+        passed=decision.decision == "promoted",
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "candidate": version,
-            "decision": "promoted" if decision.promote else "rejected",
+            "decision": decision.decision,
             "reason": decision.reason,
+            "decided_at": dg.MetadataValue.timestamp(decision.decided_at),
+            "decided_by_run": decision.run_id or "",
             "champion": now.version if now else "none",
         },
     )

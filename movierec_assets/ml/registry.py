@@ -2,7 +2,9 @@
 rows in `ml.model_versions` (see sql/003_ml_registry.sql).
 
 Status moves candidate -> champion | rejected; a replaced champion becomes retired. Promotion and
-rejection each run in one transaction, and at most one champion exists (a unique index enforces it).
+rejection each run in one transaction, are recorded once in `ml.model_decisions` (with
+`decided_at` and the deciding run) and are idempotent; at most one champion exists (a unique index
+enforces it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from movierec_assets.config import paths
 from movierec_assets.db.connect import connect
 
 MODEL_FILE = "model.keras"
+_SELECT = "SELECT version, created_at, metrics, path, data_start, data_end, status, reason, decided_at FROM ml.model_versions"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class ModelVersion:
     data_end: datetime | None
     status: str
     reason: str | None
+    decided_at: datetime | None = None  # when the gate promoted or rejected it
 
     @property
     def model_file(self) -> Path:
@@ -63,7 +67,8 @@ def register_candidate(
     with connect(url) as conn, conn.transaction():
         row = conn.execute(
             "INSERT INTO ml.model_versions (version, metrics, path, data_start, data_end, status)"
-            " VALUES (%s, %s::jsonb, %s, %s, %s, 'candidate') RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
+            " VALUES (%s, %s::jsonb, %s, %s, %s, 'candidate') RETURNING version, created_at, metrics, path,"
+            " data_start, data_end, status, reason, decided_at",
             (version, json.dumps(_json_safe(metrics)), str(path), data_start, data_end),
         ).fetchone()
     return _row(row)
@@ -71,55 +76,81 @@ def register_candidate(
 
 def get_version(url: str, version: str) -> ModelVersion | None:
     with connect(url) as conn:
-        row = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions WHERE version = %s", (version,)).fetchone()
+        row = conn.execute(_SELECT + " WHERE version = %s", (version,)).fetchone()
     return _row(row) if row else None
 
 
 def current_champion(url: str) -> ModelVersion | None:
     """The model inference must use, or None before the first promotion."""
     with connect(url) as conn:
-        row = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions WHERE status = 'champion'").fetchone()
+        row = conn.execute(_SELECT + " WHERE status = 'champion'").fetchone()
     return _row(row) if row else None
 
 
 def list_versions(url: str) -> list[ModelVersion]:
     with connect(url) as conn:
-        rows = conn.execute("SELECT version, created_at, metrics, path, data_start, data_end, status, reason FROM ml.model_versions ORDER BY created_at, version").fetchall()
+        rows = conn.execute(_SELECT + " ORDER BY created_at, version").fetchall()
     return [_row(r) for r in rows]
 
 
-def promote(url: str, version: str, reason: str | None = None) -> ModelVersion:
-    """Make `version` the champion and retire the previous one, in one transaction."""
+@dataclass(frozen=True)
+class Decision:
+    """The gate's recorded verdict on one version (`ml.model_decisions`, sql/006)."""
+
+    version: str
+    decision: str  # promoted | rejected
+    reason: str
+    run_id: str | None  # the Dagster run whose gate decided
+    champion_before: str | None
+    decided_at: datetime
+
+
+def promote(url: str, version: str, reason: str | None = None, run_id: str | None = None) -> ModelVersion:
+    """Make `version` the champion and retire the previous one, recording the decision, in one
+    transaction. Idempotent: a version already promoted is returned as it is (a later champion
+    stays champion); a rejected one raises."""
+    return _decide(url, version, "promoted", reason or "", run_id)
+
+
+def reject(url: str, version: str, reason: str, run_id: str | None = None) -> ModelVersion:
+    """Mark a candidate rejected, keeping its row, files and the reason, and record the decision.
+    Idempotent: a version already rejected is returned as it is; a promoted one raises."""
+    return _decide(url, version, "rejected", reason, run_id)
+
+
+def decision(url: str, version: str) -> Decision | None:
+    """The recorded decision on `version`, or None while it is undecided."""
+    with connect(url) as conn:
+        row = conn.execute("SELECT version, decision, reason, run_id, champion_before, decided_at"
+                           " FROM ml.model_decisions WHERE version = %s", (version,)).fetchone()
+    return Decision(*row) if row else None
+
+
+def _decide(url: str, version: str, outcome: str, reason: str, run_id: str | None) -> ModelVersion:
     with connect(url) as conn, conn.transaction():
-        # Serialise concurrent promotions on the registry table.
+        # Serialise decisions on the registry table (at most one champion, one decision per version).
         conn.execute("LOCK TABLE ml.model_versions IN SHARE ROW EXCLUSIVE MODE")
         status = _status_for_update(conn, version)
-        if status == "rejected":
-            raise ValueError(f"model {version} was rejected and cannot be promoted")
-        conn.execute(
-            "UPDATE ml.model_versions SET status = 'retired', decided_at = now()"
-            " WHERE status = 'champion' AND version <> %s",
-            (version,),
-        )
+        done = conn.execute("SELECT decision FROM ml.model_decisions WHERE version = %s", (version,)).fetchone()
+        if done is not None or status != "candidate":
+            previous = done[0] if done else status
+            if previous != outcome and not (outcome == "promoted" and previous in ("champion", "retired")):
+                raise ValueError(f"model {version} was already decided ({previous}, now {status}); "
+                                 f"it cannot be {outcome}")
+            row = conn.execute(_SELECT + " WHERE version = %s", (version,)).fetchone()
+            return _row(row)
+        champion = conn.execute("SELECT version FROM ml.model_versions WHERE status = 'champion'").fetchone()
+        if outcome == "promoted":
+            conn.execute("UPDATE ml.model_versions SET status = 'retired', retired_at = now()"
+                         " WHERE status = 'champion' AND version <> %s", (version,))
         row = conn.execute(
-            "UPDATE ml.model_versions SET status = 'champion', reason = %s, decided_at = now()"
-            " WHERE version = %s RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
-            (reason, version),
+            "UPDATE ml.model_versions SET status = %s, reason = %s, decided_at = now() WHERE version = %s"
+            " RETURNING version, created_at, metrics, path, data_start, data_end, status, reason, decided_at",
+            ("champion" if outcome == "promoted" else "rejected", reason, version),
         ).fetchone()
-    return _row(row)
-
-
-def reject(url: str, version: str, reason: str) -> ModelVersion:
-    """Mark a candidate rejected, keeping its row, files and the reason."""
-    with connect(url) as conn, conn.transaction():
-        status = _status_for_update(conn, version)
-        if status == "champion":
-            raise ValueError(f"model {version} is the champion; promote another model first")
-        row = conn.execute(
-            "UPDATE ml.model_versions SET status = 'rejected', reason = %s, decided_at = now()"
-            " WHERE version = %s RETURNING version, created_at, metrics, path, data_start, data_end, status, reason",
-            (reason, version),
-        ).fetchone()
+        conn.execute("INSERT INTO ml.model_decisions (version, decision, reason, run_id, champion_before, decided_at)"
+                     " VALUES (%s, %s, %s, %s, %s, %s)",
+                     (version, outcome, reason, run_id, champion[0] if champion else None, row[-1]))
     return _row(row)
 
 
@@ -187,7 +218,7 @@ def _status_for_update(conn: Any, version: str) -> str:
 
 
 def _row(row: Any) -> ModelVersion:
-    version, created_at, metrics, path, data_start, data_end, status, reason = row
+    version, created_at, metrics, path, data_start, data_end, status, reason, decided_at = row
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
-    return ModelVersion(version, created_at, metrics or {}, path, data_start, data_end, status, reason)
+    return ModelVersion(version, created_at, metrics or {}, path, data_start, data_end, status, reason, decided_at)
