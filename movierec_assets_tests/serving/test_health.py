@@ -57,7 +57,8 @@ def test_health_follows_a_real_database_stop_and_start(own_server: tuple[Embedde
     materialize(movie_embeddings)
     with serve("--reload-every", "3600") as base:
         up = httpx.get(f"{base}/health").json()
-        assert (up["status"], up["database"], up["model_version"], up["detail"]) == ("ok", "ok", version, None)
+        serving = up["status"]  # "ok", or "degraded" where int8 falls back to float32 on this CPU
+        assert serving in ("ok", "degraded") and (up["database"], up["model_version"]) == ("ok", version), up
         assert httpx.get(f"{base}/users/1/recommendations").status_code == 200
         server.stop()
         down, took = _wait_for(base, "/health", 503)
@@ -74,7 +75,7 @@ def test_health_follows_a_real_database_stop_and_start(own_server: tuple[Embedde
         assert httpx.get(f"{base}/users/1/recommendations").status_code == 503
         assert server.ensure_running() == url  # same port: the URL the server holds stays valid
         back, _ = _wait_for(base, "/health", 200)
-        assert back.json()["status"] == "ok" and back.json()["database"] == "ok"
+        assert back.json()["status"] == serving and back.json()["database"] == "ok"
         _wait_for(base, "/users/1/recommendations", 200)
 
 
