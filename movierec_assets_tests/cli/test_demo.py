@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -126,16 +127,17 @@ def test_movierec_demo_output_fits_on_one_screen() -> None:
     try:
         proc = subprocess.run(command, env={**env, "MOVIEREC_HOME": str(home)}, capture_output=True, text=True,
                               timeout=900, check=False)
+        logs = list((home / "logs").glob("demo-*.log"))
+        text = logs[0].read_text() if len(logs) == 1 else ""
     finally:
         EmbeddedPostgres(Paths(home)).stop()
+        shutil.rmtree(home, ignore_errors=True)
     shown = proc.stdout + proc.stderr
-    assert proc.returncode == 0, shown[-3000:]
+    assert proc.returncode == 0, shown[-3000:] + text[-3000:]
     lines = shown.splitlines()
     assert len(lines) <= SCREEN_LINES and all(len(line) <= 120 for line in lines), shown
     assert "Warning" not in shown and " - dagster - " not in shown, shown
     assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/6]" for i in range(1, 7)], shown
-    [log] = (home / "logs").glob("demo-*.log")
-    assert f"Full log: {log}" in shown
-    text = log.read_text()
+    assert len(logs) == 1 and f"Full log: {logs[0]}" in shown, (logs, shown)
     assert text.count(" - dagster - INFO - ") >= 10 and "daily_ratings_job" in text
     assert "BetaWarning" not in text
