@@ -6,7 +6,7 @@ Run: `python -m benchmarks.bench_serving [--backend postgres|memory] [--users 20
 
 1. In-process top 10 for one user through `Recommender.recommend`: user lookup (PostgreSQL
    queries, or memory), feature scaling, the user tower's forward pass (numpy replay of a
-   [256, 128] -> 64 tower), the int8 pass over every movie, the seen mask and the exact float32
+   [256, 128] -> 64 tower), the int8 pass over every movie, the seen mask and the exact float64
    re-rank. Ceiling: the bare int8 pass on the same movie ranges and threads (also reported: a
    bare float32 `E @ u` + `np.argpartition`, the work the int8 pass replaces). Also
    `recommend_many` on batches of 16, 50 and 128 users (what the HTTP batcher runs).
