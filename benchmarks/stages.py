@@ -130,11 +130,13 @@ def _train_config(ctx: Context):  # type: ignore[no-untyped-def]
 
 
 def train(ctx: Context) -> dict[str, Any]:
-    """One epoch of the real pipeline + model (train() of ml/train.py), then save and promote it."""
+    """One epoch of the real pipeline + model (train() of ml/train.py), then publish it through the
+    champion gate (the first model of a fresh server is promoted)."""
     from benchmarks.bench_train import WindowRates
-    from movierec_assets.ml import feature_io, registry
+    from movierec_assets.ml import feature_io, promotion, registry
     from movierec_assets.ml.pipeline import arrays_from_frame, read_ratings
     from movierec_assets.ml.train import train as fit
+    from movierec_assets.ml.training_job import JobConfig, _publish_version_dir
 
     url, cfg = os.environ["MOVIEREC_DATABASE_URL"], _train_config(ctx)
     started = time.perf_counter()
@@ -146,19 +148,17 @@ def train(ctx: Context) -> dict[str, Any]:
     run_dir = Path(os.environ["MOVIEREC_HOME"]) / "bench-train-run"
     result = fit(tr, va, fm, run_dir, cfg, extra_callbacks=[rates])
     fitted = time.perf_counter()
+    # Published, registered and gated by the same functions as trained_model and champion_gate.
     version = registry.new_version()
-    folder = registry.version_dir(version)
-    folder.mkdir(parents=True)
-    result.model.save(folder / registry.MODEL_FILE)
-    feature_io.save_stats(stats, folder)
+    folder = _publish_version_dir(registry.version_dir(version), result, stats)
     registry.register_candidate(url, version, folder, {"holdout_rmse": result.val_rmse}, None, None)
-    registry.promote(url, version)
+    decision = promotion.decide(url, version, JobConfig.gate_tolerance)
     steady = rates.rates[1:] or rates.rates
     return {
         "rows": len(tr), "seconds": time.perf_counter() - started, "prepare_seconds": prepared - started,
         "fit_seconds": fitted - prepared, "fit_with_validation_seconds": result.seconds,
         "steady_examples_per_s": statistics.median(steady) if steady else None, "val_rows": len(va),
-        "val_rmse": result.val_rmse, "batch_size": cfg.batch_size, "users": len(fm.user_ids),
+        "val_rmse": result.val_rmse, "gate": decision.decision, "batch_size": cfg.batch_size, "users": len(fm.user_ids),
         "movies": len(fm.movie_ids), "user_features": fm.user_matrix.shape[1],
         "movie_features": fm.movie_matrix.shape[1],
     }

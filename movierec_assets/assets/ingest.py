@@ -17,7 +17,7 @@ from movierec_assets.ingest.validate import IngestError
 from movierec_assets.metadata import rounded
 from movierec_assets.movielens.source import DataFormatError
 from movierec_assets.resources import PostgresResource
-from movierec_assets.resources.retry import retry_if_database_drops
+from movierec_assets.resources.retry import failure, retry_if_database_drops
 
 INGEST_GROUP = "ingest"
 INGEST_OWNERS = ["team:movierec"]
@@ -55,11 +55,6 @@ class IngestConfig(dg.Config):
     max_reject_share: float = Field(
         default=0.01, ge=0.0, le=1.0, description="fail (loading nothing) when more rows than this share are bad"
     )
-
-
-def _failure(exc: Exception) -> dg.Failure:
-    """Bad input is not retried: a clear message naming the file, and nothing was written."""
-    return dg.Failure(description=str(exc), allow_retries=False)
 
 
 def movies_metadata(stats: MoviesStats, data_dir: str) -> dict[str, object]:
@@ -116,7 +111,7 @@ def raw_movies(context: dg.AssetExecutionContext, config: IngestConfig, postgres
         with retry_if_database_drops(context):
             stats = load_movie_tables(postgres.url(), data_dir)
     except (DataFormatError, FileNotFoundError) as exc:
-        raise _failure(exc) from None
+        raise failure(exc) from None  # bad input: named, not retried, nothing written
     context.log.info(f"loaded {stats.movies:,} movies, {stats.tags:,} tags, {stats.links:,} links from {data_dir}")
     return dg.MaterializeResult(metadata=rounded(movies_metadata(stats, str(data_dir))))
 
@@ -139,7 +134,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: IngestConfig, postgre
         with retry_if_database_drops(context):
             result = load_history(postgres.url(), data_dir, config.max_reject_share)
     except (IngestError, DataFormatError, FileNotFoundError) as exc:
-        raise _failure(exc) from None
+        raise failure(exc) from None  # bad input: named, not retried, nothing written
     context.log.info(
         f"loaded {result.rows:,} history ratings (cutoff {result.manifest.cutoff_day}), "
         f"rejected {result.rejected:,}, {result.rows_per_s:,.0f} rows/s end to end"

@@ -6,7 +6,9 @@ Rows never pass through Python one at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import polars as pl
@@ -61,3 +63,36 @@ def execute(conn: Any, sql: str, params: Sequence[Any] | None = None) -> None:
     """Run one statement on an ADBC connection (DDL, INSERT ... SELECT); parameters are bound."""
     with conn.cursor() as cur:
         cur.execute(sql, params) if params else cur.execute(sql)
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[Any]:
+    """An ADBC connection running one transaction: committed when the block ends, rolled back
+    (nothing written) if it raises."""
+    with adbc_connect(url, autocommit=False) as conn:
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def replace_table(conn: Any, schema: str, table: str, data: pa.Table | pl.DataFrame,
+                  primary_key: Sequence[str], *, like_existing: bool = False) -> int:
+    """Inside the caller's transaction: the atomic table swap. COPY `data` into a new table (typed by
+    the Arrow data, or `LIKE` the existing table with its defaults and CHECKs), drop the old one,
+    add the primary key and rename the new table in. Readers see the old table or the new one;
+    under wal_level=minimal the COPY into a table created in the transaction writes no WAL."""
+    build = f"{table}__build_{secrets.token_hex(4)}"
+    target, staged = qualified(schema, table), qualified(schema, build)
+    if like_existing:
+        execute(conn, f"CREATE TABLE {staged} (LIKE {target} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        rows = ingest(conn, schema, build, data)
+    else:
+        rows = ingest(conn, schema, build, data, mode="create")
+    execute(conn, f"DROP TABLE IF EXISTS {target}")
+    key = ", ".join(quote_ident(c) for c in primary_key)
+    execute(conn, f"ALTER TABLE {staged} ADD CONSTRAINT {quote_ident(table + '_pkey')} PRIMARY KEY ({key})")
+    execute(conn, f"ALTER TABLE {staged} RENAME TO {quote_ident(table)}")
+    return rows

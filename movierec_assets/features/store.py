@@ -7,7 +7,6 @@ Ratings are never materialised whole: two connections each stream half of the ta
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -178,33 +177,14 @@ def compute_from_database(url: str, as_of: datetime | None = None) -> FeatureFra
 
 
 # -- writing --------------------------------------------------------------------------------------
-def _swap_in(conn: Any, table: str, frame: pl.DataFrame, key: str) -> int:
-    """Inside the caller's transaction: build features.<table> anew and swap it in."""
-    build = f"{table}__build_{secrets.token_hex(4)}"
-    target, staged = bulk.qualified(SCHEMA, table), bulk.qualified(SCHEMA, build)
-    rows = bulk.ingest(conn, SCHEMA, build, frame, mode="create")
-    bulk.execute(conn, f"DROP TABLE IF EXISTS {target}")
-    pkey = bulk.quote_ident(table + "_pkey")
-    bulk.execute(conn, f"ALTER TABLE {staged} ADD CONSTRAINT {pkey} PRIMARY KEY ({bulk.quote_ident(key)})")
-    bulk.execute(conn, f"ALTER TABLE {staged} RENAME TO {bulk.quote_ident(table)}")
-    return rows
-
-
 def swap_tables(url: str, tables: list[tuple[str, pl.DataFrame, str]]) -> int:
     """Replace features.<table> for each (table, frame, key) atomically, all in one transaction.
 
-    COPY goes into tables created in the transaction (no WAL under wal_level=minimal); then the
-    old table is dropped, the primary key added and the new table renamed. Readers see the old
-    tables or the new ones, never a mix; a failure anywhere leaves the old tables untouched.
+    Each is `bulk.replace_table` (COPY into a new table, drop the old one, key, rename). Readers
+    see the old tables or the new ones, never a mix; a failure anywhere leaves the old ones untouched.
     """
-    with adbc_connect(url, autocommit=False) as conn:
-        try:
-            rows = sum(_swap_in(conn, table, frame, key) for table, frame, key in tables)
-            conn.commit()
-        except Exception:
-            conn.rollback()
-            raise
-    return rows
+    with bulk.transaction(url) as conn:
+        return sum(bulk.replace_table(conn, SCHEMA, table, frame, [key]) for table, frame, key in tables)
 
 
 def swap_table(url: str, table: str, frame: pl.DataFrame, key: str) -> int:

@@ -10,16 +10,14 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 from dagster import AssetExecutionContext
 
-from movierec_assets.db.connect import DatabaseUnavailable
-from movierec_assets.db.url import redact_text
 from movierec_assets.ingest.days import DayLoadError, LoadReport, load_days
 from movierec_assets.ingest.landing import landing_dir
 from movierec_assets.metadata import rounded
 from movierec_assets.partitions import DayRange
 from movierec_assets.resources.database import PostgresResource
+from movierec_assets.resources.retry import TRANSIENT, failure, retry_if_database_drops
 
 ASSET_NAME = "daily_partitioned_ratings"
 TABLE = "movielens.ratings"
@@ -34,10 +32,6 @@ COLUMN_SCHEMA = dg.TableSchema(
         dg.TableColumn("partition_day", "date", description="the day partition that delivered the row"),
     ]
 )
-
-# Transient database trouble (a restart, a dropped connection) is retried by Dagster; a missing or
-# unreadable file is not (it raises dg.Failure with allow_retries=False).
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def _description(days: DayRange) -> str:
@@ -91,7 +85,6 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange, landing
         group_name="ingest",
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=RETRY_POLICY,
         deps=["raw_ratings"],
         kinds={"postgres", "polars"},
         owners=["team:movierec"],
@@ -104,14 +97,17 @@ def _build(partitions_def: dg.DailyPartitionsDefinition, days: DayRange, landing
         run_days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         source = landing or landing_dir()
         context.log.info(f"loading {len(run_days)} day(s) {run_days[0]} .. {run_days[-1]} from {source}")
-        try:
-            report = load_days(postgres.url(), run_days, source)
-        except DayLoadError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except (DatabaseUnavailable, psycopg.OperationalError) as exc:  # transient: the retry policy tries again
-            raise dg.Failure(description=redact_text(str(exc)), allow_retries=True) from None
-        except Exception as exc:  # a bug is not transient: fail at once, keeping the cause
-            raise dg.Failure(description=redact_text(f"{type(exc).__name__}: {exc}"), allow_retries=False) from exc
+        # Transient database trouble is retried (retry_if_database_drops); a missing or unreadable file
+        # and a bug are not.
+        with retry_if_database_drops(context):
+            try:
+                report = load_days(postgres.url(), run_days, source)
+            except DayLoadError as exc:
+                raise failure(exc) from None
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # a bug: fail at once, keeping the cause
+                raise failure(exc, bug=True) from exc
         context.log.info(
             f"loaded {report.rows_loaded} rows, rejected {report.rows_rejected}, in {report.seconds:.2f}s"
         )

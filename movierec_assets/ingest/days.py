@@ -28,8 +28,7 @@ import adbc_driver_manager
 import polars as pl
 
 from movierec_assets.db import bulk
-from movierec_assets.db.connect import DatabaseUnavailable, adbc_connect
-from movierec_assets.db.url import redact_text
+from movierec_assets.db.connect import DatabaseUnavailable, adbc_connect, one_line
 from movierec_assets.ingest.landing import DayFile, LandingError, day_file
 from movierec_assets.ingest.quarantine import write_rejects
 from movierec_assets.ingest.validate import IngestError, ParsedRatings, parse_ratings_file, validate_ratings
@@ -248,8 +247,8 @@ def _database_error(exc: Exception, days: Sequence[date]) -> Exception:
     """A driver error as a clear one: lost connection -> DatabaseUnavailable (retried), else DayLoadError."""
     state = _sqlstate(exc)
     if state is None or state.startswith("08") or state.startswith("57P"):
-        return DatabaseUnavailable(f"lost the database while loading days {days[0]}..{days[-1]}: {_first_line(exc)}")
-    return DayLoadError(f"loading days {days[0]}..{days[-1]} failed (SQLSTATE {state}): {_first_line(exc)}")
+        return DatabaseUnavailable(f"lost the database while loading days {days[0]}..{days[-1]}: {one_line(exc)}")
+    return DayLoadError(f"loading days {days[0]}..{days[-1]} failed (SQLSTATE {state}): {one_line(exc)}")
 
 
 def _rollback_quietly(conn: Any) -> None:
@@ -257,10 +256,6 @@ def _rollback_quietly(conn: Any) -> None:
         conn.rollback()
     except Exception:  # the connection may be gone; closing it discards the transaction anyway
         log.debug("rollback failed", exc_info=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    return redact_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def known_movie_ids(conn: Any, wanted: pl.Series) -> pl.Series:

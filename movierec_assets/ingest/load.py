@@ -21,7 +21,6 @@ from typing import Any
 import polars as pl
 
 from movierec_assets.db import bulk
-from movierec_assets.db.connect import adbc_connect
 from movierec_assets.ingest.quarantine import clear_rejects, write_rejects
 from movierec_assets.ingest.validate import IngestError
 
@@ -165,27 +164,22 @@ def replace_history(
     """
     started = time.perf_counter()
     history = good.select(RATING_COLUMNS)
-    with adbc_connect(url) as conn:
-        try:
-            _set_local(conn, maintenance_work_mem, lock_timeout_s)
-            bulk.execute(conn, "LOCK TABLE movielens.ratings IN ACCESS EXCLUSIVE MODE")
-            kept = _set_partitions_aside(conn, keep_partitions_after)
-            ddl = _table_ddl(conn, *RATINGS)
-            _drop_ddl(conn, *RATINGS, ddl)
-            bulk.execute(conn, "TRUNCATE movielens.ratings")
-            t_copy = time.perf_counter()
-            bulk.ingest(conn, *RATINGS, history)
-            copy_seconds = time.perf_counter() - t_copy
-            bulk.execute(conn, "INSERT INTO movielens.ratings SELECT * FROM _keep_partitions")
-            t_index = time.perf_counter()
-            _create_ddl(conn, *RATINGS, ddl)
-            index_seconds = time.perf_counter() - t_index
-            clear_rejects(conn, None)
-            n_rejected = write_rejects(conn, rejected, source_file, None)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
+    with bulk.transaction(url) as conn:
+        _set_local(conn, maintenance_work_mem, lock_timeout_s)
+        bulk.execute(conn, "LOCK TABLE movielens.ratings IN ACCESS EXCLUSIVE MODE")
+        kept = _set_partitions_aside(conn, keep_partitions_after)
+        ddl = _table_ddl(conn, *RATINGS)
+        _drop_ddl(conn, *RATINGS, ddl)
+        bulk.execute(conn, "TRUNCATE movielens.ratings")
+        t_copy = time.perf_counter()
+        bulk.ingest(conn, *RATINGS, history)
+        copy_seconds = time.perf_counter() - t_copy
+        bulk.execute(conn, "INSERT INTO movielens.ratings SELECT * FROM _keep_partitions")
+        t_index = time.perf_counter()
+        _create_ddl(conn, *RATINGS, ddl)
+        index_seconds = time.perf_counter() - t_index
+        clear_rejects(conn, None)
+        n_rejected = write_rejects(conn, rejected, source_file, None)
     return LoadStats(
         rows=history.height,
         rejected=n_rejected,
@@ -203,16 +197,11 @@ def load_movies(
     """Replace movielens.movies, .tags and .links in one transaction (absent files empty a table)."""
     started = time.perf_counter()
     frames = {"movies": movies, "tags": tags, "links": links}
-    with adbc_connect(url) as conn:
-        try:
-            bulk.execute(conn, "SET LOCAL lock_timeout = '300s'")
-            bulk.execute(conn, "TRUNCATE movielens.movies, movielens.tags, movielens.links")
-            counts = {
-                name: bulk.ingest(conn, "movielens", name, frame) if frame is not None and frame.height else 0
-                for name, frame in frames.items()
-            }
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
+    with bulk.transaction(url) as conn:
+        bulk.execute(conn, "SET LOCAL lock_timeout = '300s'")
+        bulk.execute(conn, "TRUNCATE movielens.movies, movielens.tags, movielens.links")
+        counts = {
+            name: bulk.ingest(conn, "movielens", name, frame) if frame is not None and frame.height else 0
+            for name, frame in frames.items()
+        }
     return MoviesStats(counts["movies"], counts["tags"], counts["links"], time.perf_counter() - started)

@@ -132,17 +132,9 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
 
 
 def swap_in(url: str, table: pa.Table) -> int:
-    """COPY into a fresh table, index it, and swap it for ml.user_recommendations in one transaction."""
-    with adbc_connect(url) as conn:
-        bulk.execute(conn, "DROP TABLE IF EXISTS ml.user_recommendations_next")
-        bulk.execute(conn, "CREATE TABLE ml.user_recommendations_next"
-                           " (LIKE ml.user_recommendations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        rows = bulk.ingest(conn, "ml", "user_recommendations_next", table)
-        bulk.execute(conn, "ALTER TABLE ml.user_recommendations_next ADD PRIMARY KEY (user_id, rank)")
-        bulk.execute(conn, "DROP TABLE ml.user_recommendations")
-        bulk.execute(conn, "ALTER TABLE ml.user_recommendations_next RENAME TO user_recommendations")
-        conn.commit()
-    return rows
+    """COPY into a fresh table, key it, and swap it for ml.user_recommendations in one transaction."""
+    with bulk.transaction(url) as conn:
+        return bulk.replace_table(conn, "ml", "user_recommendations", table, ["user_id", "rank"], like_existing=True)
 
 
 def recommend_all(url: str, n: int = 10, progress: Progress | None = None, force: bool = False) -> RecommendationRun:

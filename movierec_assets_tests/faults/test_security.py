@@ -18,8 +18,8 @@ from dagster._serdes import serialize_value
 
 from movierec_assets.db.connect import connect
 from movierec_assets.db.embedded import SERVER_SETTINGS
-from movierec_assets.ingest import daily_asset
 from movierec_assets.partitions import DayRange
+from movierec_assets.resources import retry
 from movierec_assets_tests.conftest import traversable_tmpdir
 from movierec_assets_tests.faults.conftest import FaultRecord
 from movierec_assets_tests.faults.sql_audit import _Auditor, _module_constants, audit_model_loading, audit_sql
@@ -69,9 +69,9 @@ def test_no_credentials_in_logs_metadata_or_cli(pg_url: str, fault: FaultRecord,
         "day loaded": materialize_days(asset, DAY, instance=instance),
         "day file missing": materialize_days(asset, date(1988, 11, 3), instance=instance, raise_on_error=False),
     }
-    # The server is unreachable: the failure message must name it without the password. (Built
-    # without the retry policy, whose back-off would only add ~35 s of waiting here.)
-    monkeypatch.setattr(daily_asset, "RETRY_POLICY", None)
+    # The server is unreachable: the failure message must name it without the password. (No wait
+    # between the retries, which would only add 15 s here.)
+    monkeypatch.setattr(retry, "WAIT_SECONDS", 0.0)
     monkeypatch.setenv("MOVIEREC_DATABASE_URL", pg_url.replace(f":{urlsplit(pg_url).port}/", ":9/"))
     runs["database unreachable"] = materialize_days(tiny_asset(DAYS), DAY, instance=instance, raise_on_error=False)
     monkeypatch.setenv("MOVIEREC_DATABASE_URL", pg_url)
