@@ -6,6 +6,7 @@ The restart test uses its OWN embedded server (own MOVIEREC_HOME), never the ses
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -29,12 +30,14 @@ from movierec_assets_tests.serving.test_serve_cli import serve
 
 @pytest.fixture()
 def own_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EmbeddedPostgres, str]]:
-    server = EmbeddedPostgres(Paths(traversable_tmpdir("movierec-health-pg-")))
+    home = traversable_tmpdir("movierec-health-pg-")
+    server = EmbeddedPostgres(Paths(home))
     url = server.ensure_running()
     apply_migrations(url)
     monkeypatch.setenv("MOVIEREC_DATABASE_URL", url)
     yield server, url
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _wait_for(base: str, path: str, status: int, timeout_s: float = 20) -> tuple[httpx.Response, float]:
