@@ -23,6 +23,7 @@ ENV_PG_USER = "MOVIEREC_PG_OS_USER"
 ENV_EXECUTOR = "MOVIEREC_EXECUTOR"
 ENV_TRAIN_STRATEGY = "MOVIEREC_TRAIN_STRATEGY"
 ENV_REPLAY_CRON = "MOVIEREC_REPLAY_CRON"
+ENV_BROKER_URL = "MOVIEREC_BROKER_URL"
 
 EXECUTORS = ("default", "multiprocess", "celery")
 TRAIN_STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -76,6 +77,20 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "pyamqp")
+
+
+def _broker_url(env: Mapping[str, str]) -> str | None:
+    url = _text(env, ENV_BROKER_URL)
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "no scheme"  # never the rest: a password
+    if scheme not in BROKER_SCHEMES:
+        raise SettingsError(f"{ENV_BROKER_URL}: expected a {', '.join(s + '://' for s in BROKER_SCHEMES)} URL, "
+                            f"got {scheme!r}")
+    return url
+
+
 def _cron(env: Mapping[str, str]) -> str:
     cron = _text(env, ENV_REPLAY_CRON) or DEFAULT_REPLAY_CRON
     from dagster._utils.schedules import is_valid_cron_string  # dagster (~0.6 s) only when resolving Settings
@@ -123,6 +138,7 @@ class Settings:
     pg_port: int | None = None
     pg_os_user: str | None = None
     database_url: str | None = field(default=None, repr=False)  # holds a password: never in a repr
+    broker_url: str | None = field(default=None, repr=False)  # None: the local Redis; may hold a password
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +155,7 @@ class Settings:
             pg_port=server_options(env)[0],
             pg_os_user=server_options(env)[1],
             database_url=_database_url(env),
+            broker_url=_broker_url(env),
         )
 
     @property
