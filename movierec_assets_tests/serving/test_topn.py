@@ -135,23 +135,26 @@ def test_a_query_gets_the_same_answer_alone_and_in_any_batch() -> None:
 
 
 def test_near_ties_below_float32_resolution_follow_the_exact_scores() -> None:
-    """Movies whose scores differ by less than float32 BLAS can tell apart: the answer follows the
-    exact (float64) order, ties by lower row, alone, in any batch and in the batch path."""
+    """Movies whose scores differ by less than float32 BLAS can tell apart (300 of them get 4
+    distinct float32 scores): the answer follows the exact order, ties by lower row, alone, in any
+    batch and in the batch path; a cut not widened by the error bound would lose winners."""
     rng = np.random.default_rng(12)
     base = rng.standard_normal(64).astype(np.float32)
     emb = np.repeat(base[None], 300, axis=0)
-    emb[:, 0] += (rng.integers(0, 3, 300) * np.spacing(np.float32(abs(base[0])))).astype(np.float32)  # 1-2 ulps
+    emb += (rng.integers(-1, 2, (300, 64)) * np.spacing(np.abs(base))).astype(np.float32)  # +-1 ulp
     emb[150:160] = emb[149]  # exact ties
     emb = np.concatenate([emb, rng.standard_normal((700, 64)).astype(np.float32) * 0.01])
-    queries = np.concatenate([np.sign(base)[None] * np.abs(rng.standard_normal((1, 64))), rng.standard_normal((4, 64))])
-    queries = queries.astype(np.float32)
+    queries = (np.abs(rng.standard_normal((5, 64))) * np.sign(base)).astype(np.float32)
     real = [math.fsum(e * q for e, q in zip(row, queries[0].astype(np.float64), strict=True))
             for row in emb.astype(np.float64).tolist()]  # correctly rounded: equal rows tie exactly
-    expected = sorted(range(len(emb)), key=lambda r: (-real[r], r))[:40]
-    rows, _ = columns_top_n(emb, queries, 40)
-    alone, _ = columns_top_n(emb, queries[:1], 40)
-    batch, _ = top_n_batch(emb, queries, 40, block=2)
-    assert rows[0].tolist() == alone[0].tolist() == batch[0].tolist() == expected
+    approx = scores_for(padded_rows(emb), len(emb), queries[:1])[: len(emb), 0]
+    for n in (1, 3, 10, 40):
+        expected = sorted(range(len(emb)), key=lambda r: (-real[r], r))[:n]
+        assert expected != sorted(range(len(emb)), key=lambda r: (-approx[r], r))[:n]  # float32 cannot tell
+        rows, _ = columns_top_n(emb, queries, n)
+        alone, _ = columns_top_n(emb, queries[:1], n)
+        batch, _ = top_n_batch(emb, queries, n, block=2)
+        assert rows[0].tolist() == alone[0].tolist() == batch[0].tolist() == expected, n
 
 
 @pytest.mark.parametrize("integer", [True, False])
