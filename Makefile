@@ -13,11 +13,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Headless Chromium for the UI tests; Debian's package, never a tool's own download.
+# Headless Chromium for the UI tests and Redis for the Celery worker tests (the broker); Debian's
+# packages, never a tool's own download.
 system-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: the e2e tests will be skipped (sudo apt-get install chromium)"; fi; \
+	fi
+	@if [ ! -x /usr/bin/redis-server ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server missing: the Celery worker tests will fail (sudo apt-get install redis-server)"; fi; \
 	fi
 
 demo: $(STAMP)

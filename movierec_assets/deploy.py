@@ -1,4 +1,5 @@
-"""Where runs execute, chosen by configuration: in-process (default), multiprocess or celery.
+"""Where runs execute, chosen by configuration: in-process (default), multiprocess or celery
+(`movierec workers start`, docs/scaling.md "Run it on workers").
 
 Kubernetes is chosen in the instance (deploy/k8s/dagster.yaml), not here: the run launcher is an
 instance setting, while the executor belongs to the code location.
@@ -22,8 +23,10 @@ def executor_for(choice: str) -> Any | None:
     if choice == "multiprocess":
         return dg.multiprocess_executor
     try:
-        # Optional extra (`pip install .[deploy]`), imported only when chosen.
-        from dagster_celery import celery_executor
+        # dagster-celery and redis are imported only when chosen.
+        from movierec_assets.workers.executor import movierec_celery_executor
     except ImportError as exc:
-        raise ImportError(f"{ENV_EXECUTOR}=celery needs dagster-celery==0.29.27 installed") from exc
-    return celery_executor
+        raise ImportError(f"{ENV_EXECUTOR}=celery needs dagster-celery==0.29.27 and redis installed") from exc
+    # dagster-celery's executor, with the broker from MOVIEREC_BROKER_URL (else the local Redis) and
+    # a check of the broker and the workers at launch (movierec_assets/workers/executor.py).
+    return movierec_celery_executor

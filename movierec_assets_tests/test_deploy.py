@@ -48,12 +48,16 @@ def test_celery_executor_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
     from dagster._config import process_config
     from dagster_celery import celery_executor
 
-    monkeypatch.setenv("MOVIEREC_CELERY_BROKER", "pyamqp://guest@127.0.0.1//")
+    from movierec_assets.workers.executor import movierec_celery_executor
+
+    monkeypatch.setenv("MOVIEREC_BROKER_URL", "redis://:secret@127.0.0.1:6379/0")
     execution = _load("celery/executor.yaml")["execution"]
-    result = process_config(celery_executor.config_schema.config_type, execution["config"])
-    assert result.success, result.errors
+    for executor in (celery_executor, movierec_celery_executor):  # the same schema
+        result = process_config(executor.config_schema.config_type, execution["config"])
+        assert result.success, result.errors
+        assert result.value["broker"] == "redis://:secret@127.0.0.1:6379/0"
     monkeypatch.setenv("MOVIEREC_EXECUTOR", "celery")
-    assert executor_for(Settings.from_env().executor) is celery_executor
+    assert executor_for(Settings.from_env().executor) is movierec_celery_executor
 
 
 def test_helm_values_use_external_postgres_and_k8s_launcher() -> None:
@@ -63,6 +67,16 @@ def test_helm_values_use_external_postgres_and_k8s_launcher() -> None:
     deployment = values["dagster-user-deployments"]["deployments"][0]
     assert deployment["dagsterApiGrpcArgs"] == ["--module-name", "movierec_assets"]
     assert "password" not in (DEPLOY / "helm/values.yaml").read_text().lower()
+
+
+def test_broker_url_is_validated_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOVIEREC_BROKER_URL", "http://user:hunter2@broker.example:80/")
+    with pytest.raises(ValueError, match="MOVIEREC_BROKER_URL") as info:
+        Settings.from_env()
+    assert "hunter2" not in str(info.value)
+    monkeypatch.setenv("MOVIEREC_BROKER_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    settings = Settings.from_env()
+    assert settings.broker_url == "redis://:hunter2@127.0.0.1:6379/0" and "hunter2" not in repr(settings)
 
 
 def test_executor_choice_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:

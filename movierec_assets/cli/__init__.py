@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from movierec_assets.cli import data, db, demo, dev, recommend, replay, serve
+from movierec_assets.cli import data, db, demo, dev, recommend, replay, serve, workers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +19,4 @@ main.add_command(demo.demo)
 main.add_command(replay.replay)
 main.add_command(recommend.recommend)
 main.add_command(serve.serve)
+main.add_command(workers.workers)
