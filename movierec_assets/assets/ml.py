@@ -19,7 +19,6 @@ TRAINED_MODEL = dg.AssetKey("trained_model")
 # Trainings are serialised across runs by this concurrency pool; its limit (1) is the instance's
 # `concurrency.pools.default_limit` (movierec_assets/instance.py).
 TRAINING_POOL = "training"
-DEFAULT_GATE_TOLERANCE = 0.01  # when the candidate recorded none
 FEATURE_DEPS = [dg.AssetKey("user_features"), dg.AssetKey("movie_features"), dg.AssetKey("scaling_stats")]
 REGISTRY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("version", "text", description="sortable UTC timestamp + random suffix"),
@@ -38,42 +37,31 @@ REGISTRY_SCHEMA = dg.TableSchema(columns=[
 RETRAIN_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
-class TrainedModelConfig(dg.Config):
-    """Defaults chosen by the evaluation in docs/model_evaluation.md; small enough for the demo."""
+def _run_config_class() -> type[dg.Config]:
+    """`TrainedModelConfig`: one field per `ml.config.TrainConfig`/`JobConfig` field, same name and
+    default (tuples as lists). The dataclasses are the single source; nothing here is hand-kept."""
+    from pydantic import create_model
 
-    epochs: int = 20
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    user_layers: list[int] = [256, 128]
-    movie_layers: list[int] = [256, 128]
-    embedding: int = 64
-    user_reg: float = 1e-6
-    movie_reg: float = 1e-6
-    id_buckets: int = 0
-    id_dim: int = 16
-    retrieval_weight: float = 0.1
-    temperature: float = 0.05
-    ranking_prior: bool = True
-    val_fraction: float = 0.1
-    patience: int = 3
-    seed: int = 42
-    warm_start: bool = False
-    memory_budget_mb: int = 2048
-    rank_users_cap: int = 2000
-    gate_tolerance: float = 0.01
+    from movierec_assets.ml.config import flat_defaults  # no TensorFlow: dataclasses only
+
+    def kind(value: Any) -> Any:
+        return list[int] if isinstance(value, list) else type(value)
+
+    fields: dict[str, Any] = {name: (kind(v), v) for name, v in flat_defaults().items()}
+    cls = create_model("TrainedModelConfig", __base__=dg.Config, __module__=__name__, **fields)
+    cls.__doc__ = ("Training run config: every field and default comes from movierec_assets.ml.config "
+                   "(TrainConfig, then JobConfig), chosen by the evaluation in docs/model_evaluation.md.")
+    return cls
 
 
-def _job_config(config: TrainedModelConfig) -> Any:
+TrainedModelConfig = _run_config_class()
+
+
+def _job_config(config: Any) -> Any:
     """The training job's config, field by field from the run config (no hand-kept copy to drift)."""
-    from dataclasses import fields
+    from movierec_assets.ml.config import flat_defaults, job_from_flat
 
-    from movierec_assets.ml.train import TrainConfig
-    from movierec_assets.ml.training_job import JobConfig
-
-    values = {f.name: getattr(config, f.name) for f in fields(TrainConfig)}
-    values["user_layers"], values["movie_layers"] = tuple(config.user_layers), tuple(config.movie_layers)
-    return JobConfig(TrainConfig(**values), config.warm_start, config.memory_budget_mb << 20,
-                     config.rank_users_cap, config.gate_tolerance)
+    return job_from_flat({name: getattr(config, name) for name in flat_defaults()})
 
 
 def _baseline_table(rows: list[dict[str, object]]) -> str:
@@ -98,7 +86,7 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
         "and registered as a candidate in ml.model_versions. The champion_gate check promotes it."
     ),
 )
-def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
+def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,  # type: ignore[valid-type]
                   postgres: PostgresResource) -> dg.MaterializeResult:
     # Inside the body: these import TensorFlow/Keras and matplotlib.
     from movierec_assets.ml import plots
@@ -154,13 +142,15 @@ def candidate_of_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
     "run, in ml.model_decisions. Inference always uses the champion."
 ))
 def champion_gate(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    from movierec_assets.ml.config import JobConfig  # the one source of the tolerance's default
+
     run_id = context.run.run_id
     version = candidate_of_run(context.instance, run_id)
     if version is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": f"run {run_id} trained no model"})
     url = postgres.url()
     try:
-        decision = promotion.decide(url, version, DEFAULT_GATE_TOLERANCE, run_id=run_id)
+        decision = promotion.decide(url, version, JobConfig.gate_tolerance, run_id=run_id)
     except KeyError as exc:
         return dg.AssetCheckResult(passed=False, metadata={"reason": str(exc)})
     now = registry.current_champion(url)

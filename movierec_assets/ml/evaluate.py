@@ -26,7 +26,7 @@ from movierec_assets.ml.pipeline import FeatureMatrices, arrays_from_frame, inde
 from movierec_assets.ml.scoring import FALLBACK, MODEL, Baselines, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainConfig
 
-EVAL_TRAIN = TrainConfig(epochs=12, batch_size=1024, patience=3)
+EVAL_TRAIN = TrainConfig()  # the production defaults (ml/config.py): evaluate what is trained
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,21 @@ def fit_model(train_ratings: pl.DataFrame, fm: FeatureMatrices, cfg: TrainConfig
         return train(tr, va, fm, Path(run), cfg).model
 
 
-def embeddings(model: Any, fm: FeatureMatrices, user_rows: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user embeddings, movie embeddings, per-movie ranking bias) from the current features."""
-    from movierec_assets.ml.two_tower import embed, ranking_bias
+def embeddings(model: Any, fm: FeatureMatrices, user_rows: np.ndarray | None = None,
+               prior: pl.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user embeddings, movie embeddings, per-movie ranking bias) from the current features.
+
+    `prior`: the evaluated users' ratings so far (user_id, movie_id, rating, rated_at); a
+    history-aware model pools each user's newest ones. Without it, users get features only.
+    """
+    from movierec_assets.ml.history import histories_for_users
+    from movierec_assets.ml.two_tower import embed, embed_users, ranking_bias
 
     rows = np.arange(len(fm.user_ids)) if user_rows is None else user_rows
-    users = embed(model.user_net, fm.user_matrix[rows], fm.user_ids[rows])
+    hist = None
+    if prior is not None and getattr(model, "uses_history", False):
+        hist = histories_for_users(prior, fm.user_ids[rows], model.hparams.history_len, fm.movie_ids)
+    users = embed_users(model, fm.user_matrix[rows], fm.user_ids[rows], hist)
     return users, embed(model.movie_net, fm.movie_matrix, fm.movie_ids), ranking_bias(model, fm.movie_matrix)
 
 
@@ -110,7 +118,7 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     stats = feature_io.stats_from_frames(users_df, movies_df)
     fm = feature_io.matrices(users_df, movies_df, stats)
     model = fit_model(train_df, fm, cfg.train)
-    u_emb, m_emb, m_bias = embeddings(model, fm)
+    u_emb, m_emb, m_bias = embeddings(model, fm, prior=train_df)
     # Every held-out user has training ratings, so has a feature row.
     pos = np.full(len(ds.user_ids), -1)
     pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
@@ -166,7 +174,7 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
         users_now = features_as_of(ds, active, start - timedelta(microseconds=1))[0]
         movies_now = features_as_of(ds, prior, start - timedelta(microseconds=1))[1] if not prior.is_empty() else movies_df
         fm = feature_io.matrices(users_now, movies_now, stats)
-        u_emb, m_emb, m_bias = embeddings(model, fm)
+        u_emb, m_emb, m_bias = embeddings(model, fm, prior=active)
         pos = np.full(len(ds.user_ids), -1)
         pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
         methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset, m_bias), **baseline_methods}
@@ -205,12 +213,14 @@ def evaluate_dataset(ds: Dataset, cfg: EvalConfig = EvalConfig(), protocols: str
 
 
 def variants(base: TrainConfig) -> dict[str, TrainConfig]:
-    """The comparison behind the defaults: ID embeddings, the retrieval loss and the ranking prior."""
+    """The ablation behind the defaults: history, movie-ID embeddings, the ranking prior, negatives."""
     return {
-        "features only (MSE)": replace(base, id_buckets=0, retrieval_weight=0.0, ranking_prior=False),
-        "+ id embeddings": replace(base, id_buckets=20_000, retrieval_weight=0.0, ranking_prior=False),
-        "+ retrieval loss": replace(base, id_buckets=0, retrieval_weight=0.1, ranking_prior=False),
-        "+ retrieval loss + ranking prior (default)": replace(base, id_buckets=0, retrieval_weight=0.1,
-                                                               ranking_prior=True),
-        "+ all three": replace(base, id_buckets=20_000, retrieval_weight=0.1, ranking_prior=True),
+        "default (history + IDs + prior, in-batch + uniform negatives)": base,
+        "no history": replace(base, history_len=0),
+        "no ID embeddings in the movie tower": replace(base, movie_tower_ids=False),
+        "no history, no IDs (features only)": replace(base, history_len=0, id_min_ratings=0),
+        "no ranking prior": replace(base, ranking_prior=False),
+        "in-batch negatives only": replace(base, uniform_negatives=0),
+        "liked positives only (>= 4 stars)": replace(base, positive_min_rating=4.0),
+        "MSE only (no retrieval loss)": replace(base, retrieval_weight=0.0),
     }

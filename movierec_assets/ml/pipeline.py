@@ -127,10 +127,26 @@ def model_inputs(features: FeatureMatrices, user_rows: np.ndarray, movie_rows: n
     }
 
 
+@dataclass(frozen=True)
+class TrainingExtras:
+    """What training batches carry beyond (features, rating): each event's causal history (a
+    `history.CausalIndex` in the dataset's event order, windows of `history_len`) and
+    `uniform_negatives` random movies per batch for the sampled softmax."""
+
+    history: Any = None  # history.CausalIndex | None
+    history_len: int = 0
+    uniform_negatives: int = 0
+    seed: int = 0
+    # The window ends up to this share of the user's earlier ratings before the event (uniform at
+    # random per example): evaluation and serving predict several future ratings from one history.
+    history_gap: float = 0.0
+
+
 class _Gather:
     """Holds the feature matrices as tensors and gathers one batch of rows by index."""
 
-    def __init__(self, features: FeatureMatrices, movie_logq: np.ndarray | None = None) -> None:
+    def __init__(self, features: FeatureMatrices, movie_logq: np.ndarray | None = None,
+                 extras: TrainingExtras | None = None) -> None:
         import tensorflow as tf
 
         self.tf = tf
@@ -139,8 +155,12 @@ class _Gather:
         self.movie_matrix = tf.constant(features.movie_matrix, tf.float32)
         self.user_ids = tf.constant(features.user_ids.astype(np.int32))
         self.movie_ids = tf.constant(features.movie_ids.astype(np.int32))
+        self.extras = extras or TrainingExtras()
+        h = self.extras.history
+        if h is not None and self.extras.history_len > 0:
+            self.hist = tuple(tf.constant(a) for a in (h.seq_movie_ids, h.seq_ratings, h.pos, h.start))
 
-    def __call__(self, u: Any, m: Any, r: Any) -> tuple[dict[str, Any], Any]:
+    def __call__(self, u: Any, m: Any, r: Any, events: Any = None) -> tuple[dict[str, Any], Any]:
         tf = self.tf
         x = {
             "user_features": tf.gather(self.user_matrix, u),
@@ -148,10 +168,34 @@ class _Gather:
             "user_id": tf.gather(self.user_ids, u),
             "movie_id": tf.gather(self.movie_ids, m),
         }
+        if events is not None and hasattr(self, "hist"):
+            x.update(self._histories(events))
         if self.movie_logq is not None:  # training batches only: see two_tower.TRAIN_*
             x["train_rating"] = r
             x["train_movie_logq"] = tf.gather(self.movie_logq, m)
+            k = self.extras.uniform_negatives
+            if k > 0:
+                n_movies = tf.shape(self.movie_ids)[0]
+                neg = tf.random.uniform((k,), 0, n_movies, dtype=tf.int32)
+                x["train_neg_features"] = tf.gather(self.movie_matrix, neg)
+                x["train_neg_ids"] = tf.gather(self.movie_ids, neg)
+                x["train_neg_logq"] = tf.fill((k,), tf.math.log(k / tf.cast(n_movies, tf.float32)))
         return x, r
+
+    def _histories(self, events: Any) -> dict[str, Any]:
+        """history.CausalIndex.windows, in TensorFlow: the N ratings before each event (or before
+        the gap), newest first."""
+        tf = self.tf
+        seq_m, seq_r, pos, start = self.hist
+        p, s = tf.gather(pos, events), tf.gather(start, events)
+        if self.extras.history_gap > 0:
+            share = tf.random.uniform(tf.shape(p), 0.0, self.extras.history_gap)
+            p = p - tf.cast(tf.floor(share * tf.cast(p - s, tf.float32)), tf.int32)
+        idx = p[:, None] - 1 - tf.range(self.extras.history_len, dtype=tf.int32)[None, :]
+        valid = idx >= s[:, None]
+        safe = tf.where(valid, idx, 0)
+        return {"history_movie_ids": tf.where(valid, tf.gather(seq_m, safe), -1),
+                "history_ratings": tf.where(valid, tf.gather(seq_r, safe), 0.0)}
 
 
 def make_dataset(
@@ -162,10 +206,13 @@ def make_dataset(
     seed: int = 0,
     start_epoch: int = 0,
     movie_logq: np.ndarray | None = None,
+    extras: TrainingExtras | None = None,
 ) -> tuple[Any, int]:
     """(dataset, steps_per_epoch). With shuffle, the dataset repeats forever, one fresh permutation
     per epoch (seeded by (seed, epoch), so a resumed run continues the same sequence); pass
     `steps_per_epoch` to fit. Without shuffle, one ordered pass (for validation).
+    `movie_logq` adds the retrieval-loss inputs (validation too, so val_loss includes it);
+    `extras` adds causal histories and uniform negatives.
     """
     import tensorflow as tf
 
@@ -176,10 +223,11 @@ def make_dataset(
     u = tf.constant(ratings.user_idx, tf.int32)
     m = tf.constant(ratings.movie_idx, tf.int32)
     r = tf.constant(ratings.rating, tf.float32)
-    gather = _Gather(features, movie_logq if shuffle else None)
+    gather = _Gather(features, movie_logq, extras)
 
     def batch_of(idx: Any) -> tuple[dict[str, Any], Any]:
-        return gather(tf.gather(u, idx), tf.gather(m, idx), tf.gather(r, idx))
+        idx = tf.cast(idx, tf.int32)
+        return gather(tf.gather(u, idx), tf.gather(m, idx), tf.gather(r, idx), idx)
 
     if not shuffle:
         ds = tf.data.Dataset.range(steps).map(

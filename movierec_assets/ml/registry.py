@@ -186,28 +186,47 @@ class GateDecision:
 
 
 def gate(candidate: ModelVersion, champion: ModelVersion | None, tolerance: float,
-         metric: str = "holdout_rmse") -> GateDecision:
-    """Promote when there is no champion, or when the candidate's holdout RMSE is not worse than the
-    champion's on the same events (measured at training time) by more than `tolerance` (relative)."""
+         metric: str = "holdout_rmse", ndcg_tolerance: float | None = None) -> GateDecision:
+    """Promote when there is no champion, or when, on the same held-out events (measured at
+    training time), the candidate's holdout RMSE is not worse than the champion's by more than
+    `tolerance` (relative) AND its NDCG@10 is not lower by more than `ndcg_tolerance` (relative;
+    default: the candidate's recorded `ndcg_tolerance`, else `tolerance`). A better RMSE does not
+    buy a worse top-N: what users see is the ranking. The reason names both comparisons."""
     if champion is None:
         return GateDecision(True, "first model: no champion to compare with")
     if champion.version == candidate.version:
         return GateDecision(True, "already champion")
+    if candidate.metrics.get(metric) is None:
+        return GateDecision(False, f"candidate has no {metric}")
+    if ndcg_tolerance is None:
+        ndcg_tolerance = float(candidate.metrics.get("ndcg_tolerance") or tolerance)
+    rmse_ok, rmse_why = _compare(candidate, champion, metric, tolerance, lower_is_better=True)
+    ndcg_ok, ndcg_why = _compare(candidate, champion, NDCG_METRIC, ndcg_tolerance, lower_is_better=False)
+    return GateDecision(rmse_ok and ndcg_ok, f"{rmse_why}; {ndcg_why}")
+
+
+NDCG_METRIC = "holdout_ndcg_at_10"
+
+
+def _compare(candidate: ModelVersion, champion: ModelVersion, metric: str, tolerance: float,
+             lower_is_better: bool) -> tuple[bool, str]:
+    """One metric against the champion's on the candidate's events (`champion_<metric>`), or, when
+    the champion could not be scored there (e.g. a new feature set), its own recorded value."""
     ours = candidate.metrics.get(metric)
     theirs = candidate.metrics.get(f"champion_{metric}")
-    compared = candidate.metrics.get("champion_version")
-    if ours is None:
-        return GateDecision(False, f"candidate has no {metric}")
-    if compared != champion.version or theirs is None:
-        # The champion could not be scored on the candidate's holdout (e.g. a new feature set).
+    if candidate.metrics.get("champion_version") != champion.version or theirs is None:
         theirs = champion.metrics.get(metric)
-        if theirs is None:
-            return GateDecision(True, f"champion {champion.version} has no comparable {metric}")
-    limit = float(theirs) * (1.0 + tolerance)
-    if float(ours) <= limit:
-        return GateDecision(True, f"{metric} {ours:.4f} <= champion {theirs:.4f} x (1 + {tolerance})")
-    return GateDecision(False, f"{metric} {ours:.4f} worse than champion {champion.version} {theirs:.4f}"
-                               f" beyond tolerance {tolerance}")
+    if ours is None or theirs is None:
+        return True, f"{metric}: no comparable value (not gated)"
+    ours, theirs = float(ours), float(theirs)
+    if lower_is_better:
+        ok, limit, sign = ours <= theirs * (1.0 + tolerance), "(1 + ", "<="
+    else:
+        ok, limit, sign = ours >= theirs * (1.0 - tolerance), "(1 - ", ">="
+    if ok:
+        return True, f"{metric} {ours:.4f} {sign} champion {theirs:.4f} x {limit}{tolerance})"
+    return False, (f"{metric} {ours:.4f} worse than champion {champion.version} {theirs:.4f}"
+                   f" beyond tolerance {tolerance}")
 
 
 def _status_for_update(conn: Any, version: str) -> str:

@@ -5,50 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from movierec_assets.ml import distribute
-from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays, make_dataset, movie_log_frequency
+from movierec_assets.ml import distribute, history
+from movierec_assets.ml.config import TrainConfig
+from movierec_assets.ml.pipeline import (
+    FeatureMatrices,
+    RatingArrays,
+    TrainingExtras,
+    make_dataset,
+    movie_log_frequency,
+)
 from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model
 
+__all__ = ["TrainConfig", "TrainResult", "movie_vocab", "train", "train_histories"]
+
 CHECKPOINT_DIR = "checkpoints"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    user_layers: tuple[int, ...] = (256, 128)
-    movie_layers: tuple[int, ...] = (256, 128)
-    embedding: int = 64
-    user_reg: float = 1e-6
-    movie_reg: float = 1e-6
-    id_buckets: int = 0
-    id_dim: int = 16
-    retrieval_weight: float = 0.1
-    temperature: float = 0.05
-    ranking_prior: bool = True
-    val_fraction: float = 0.1
-    patience: int = 3
-    seed: int = 42
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {
-            "user_layers": list(self.user_layers),
-            "movie_layers": list(self.movie_layers),
-            "embedding": self.embedding,
-            "user_reg": self.user_reg,
-            "movie_reg": self.movie_reg,
-            "id_buckets": self.id_buckets,
-            "id_dim": self.id_dim,
-            "retrieval_weight": self.retrieval_weight,
-            "temperature": self.temperature,
-        }
 
 
 @dataclass
@@ -154,17 +131,19 @@ def train(
             model = keras.saving.load_model(resume, safe_mode=True)
             logger.info(f"resuming from {resume} after epoch {initial_epoch}")
         else:
-            model = build_model(
-                features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate, **cfg.model_kwargs()
-            )
+            model = build_model(features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate,
+                                movie_vocab(train_data, features, cfg), **cfg.model_kwargs())
             if warm_start is not None:
                 _warm_start(model, warm_start, logger)
-    if train_dataset is not None:
+    logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
+    tr_extras, va_extras = _extras(model, train_data, val_data, features, cfg)
+    if train_dataset is not None:  # streamed: no causal histories (the user tower sees features only)
         train_ds, steps = train_dataset
     else:
-        logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
-        train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq)
-    val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), shuffle=False)
+        train_ds, steps = make_dataset(train_data, features, cfg.batch_size, True, cfg.seed, initial_epoch, logq,
+                                       tr_extras)
+    val_ds, val_steps = make_dataset(val_data, features, max(cfg.batch_size, 4096), False, movie_logq=logq,
+                                     extras=replace(va_extras, uniform_negatives=0))
     train_ds, val_ds = distribute.shard(train_ds), distribute.shard(val_ds)
     callbacks = _callbacks(run_dir, cfg, logger, steps) + list(extra_callbacks or [])
     distribute.keras_fit_workaround(model, strategy)
@@ -196,14 +175,49 @@ def train(
     )
 
 
+def movie_vocab(data: RatingArrays, features: FeatureMatrices, cfg: TrainConfig) -> np.ndarray:
+    """The movie ids that get their own ID row: at least `id_min_ratings` ratings in `data`."""
+    if cfg.id_min_ratings <= 0 or not (cfg.movie_tower_ids or cfg.history_len > 0) or len(data) == 0:
+        return np.zeros(0, np.int32)
+    counts = np.bincount(data.movie_idx, minlength=len(features.movie_ids))
+    return features.movie_ids[counts >= cfg.id_min_ratings].astype(np.int32)
+
+
+def _extras(model: ColaborativeFiltering, tr: RatingArrays, va: RatingArrays, features: FeatureMatrices,
+            cfg: TrainConfig) -> tuple[TrainingExtras, TrainingExtras]:
+    """Causal histories over train then validation (validation events see all training events and
+    the earlier validation ones), and the uniform negatives."""
+    k = cfg.uniform_negatives if cfg.retrieval_weight > 0 else 0
+    if not model.uses_history:
+        return TrainingExtras(uniform_negatives=k), TrainingExtras()
+    both = [np.concatenate([a, b]) for a, b in ((tr.user_idx, va.user_idx), (tr.movie_idx, va.movie_idx),
+                                                 (tr.rating, va.rating), (tr.rated_at, va.rated_at))]
+    idx = history.causal_index(both[0], features.movie_ids[both[1]], both[2], both[3])
+    n = len(tr)
+    part = [history.CausalIndex(idx.seq_movie_ids, idx.seq_ratings, idx.pos[s], idx.start[s])
+            for s in (slice(0, n), slice(n, None))]
+    return (TrainingExtras(part[0], cfg.history_len, k, cfg.seed, cfg.history_gap),
+            TrainingExtras(part[1], cfg.history_len))
+
+
+def train_histories(model: ColaborativeFiltering, data: RatingArrays, features: FeatureMatrices,
+                    user_rows: np.ndarray) -> history.Histories | None:
+    """Each of `user_rows`' newest `history_len` ratings in `data` (None when the model has no history)."""
+    if not model.uses_history:
+        return None
+    import polars as pl
+
+    rows = pl.DataFrame({"user_id": features.user_ids[data.user_idx], "movie_id": features.movie_ids[data.movie_idx],
+                         "rating": data.rating, "rated_at": data.rated_at})
+    return history.histories_for_users(rows, features.user_ids[user_rows], model.hparams.history_len)
+
+
 def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: RatingArrays, features: FeatureMatrices,
                        cfg: TrainConfig, logger: Any) -> dict[str, Any] | None:
     """Fit the model's rank_weights on the validation split (see ml/ranking.py); None when skipped."""
-    import numpy as np
-
     from movierec_assets.features.compute import movie_feature_columns
     from movierec_assets.ml.ranking import fit_prior
-    from movierec_assets.ml.two_tower import embed
+    from movierec_assets.ml.two_tower import embed, embed_users
 
     model.rank_weights.assign(np.zeros(model.n_movie_features, np.float32))
     if not cfg.ranking_prior or len(tr) == 0 or len(va) == 0:
@@ -211,7 +225,8 @@ def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: Ratin
         return None
     users = np.unique(va.user_idx)
     user_emb = np.zeros((len(features.user_ids), model.embedding), np.float32)
-    user_emb[users] = embed(model.user_net, features.user_matrix[users], features.user_ids[users])
+    user_emb[users] = embed_users(model, features.user_matrix[users], features.user_ids[users],
+                                  train_histories(model, tr, features, users))
     movie_emb = embed(model.movie_net, features.movie_matrix, features.movie_ids)
     choice = fit_prior(user_emb, movie_emb, features.movie_matrix, movie_feature_columns(),
                        (tr.user_idx, tr.movie_idx), (va.user_idx, va.movie_idx, va.rating), seed=cfg.seed)

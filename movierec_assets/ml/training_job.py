@@ -20,6 +20,7 @@ import numpy as np
 from movierec_assets.config import paths
 from movierec_assets.db.bulk import read_polars
 from movierec_assets.ml import feature_io, registry
+from movierec_assets.ml.config import JobConfig
 from movierec_assets.ml.pipeline import (
     FeatureMatrices,
     RatingArrays,
@@ -30,16 +31,9 @@ from movierec_assets.ml.pipeline import (
     read_ratings,
 )
 from movierec_assets.ml.scoring import MODEL, Baselines, Scoreboard, model_methods
-from movierec_assets.ml.train import TrainConfig, TrainResult, train
+from movierec_assets.ml.train import TrainResult, train
 
-
-@dataclass(frozen=True)
-class JobConfig:
-    train: TrainConfig
-    warm_start: bool = False
-    memory_budget_bytes: int = 2 << 30
-    rank_users_cap: int = 2000
-    gate_tolerance: float = 0.01
+__all__ = ["JobConfig", "JobResult", "run"]
 
 
 @dataclass
@@ -57,16 +51,25 @@ def run_key(cfg: JobConfig, n_ratings: int, data_end: datetime | None, feature_v
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def holdout_report(model: Any, fm: FeatureMatrices, tr: RatingArrays, va: RatingArrays,
-                   rank_users_cap: int, seed: int) -> tuple[list[dict[str, object]], dict[str, float]]:
-    """Model and baselines on the same validation events (indices are feature rows)."""
+def _ratings_frame(data: RatingArrays, fm: FeatureMatrices) -> Any:
+    """Index arrays back to (user_id, movie_id, rating, rated_at) rows: the users' histories."""
+    import polars as pl
+
+    return pl.DataFrame({"user_id": fm.user_ids[data.user_idx], "movie_id": fm.movie_ids[data.movie_idx],
+                         "rating": data.rating, "rated_at": data.rated_at})
+
+
+def _model_method(model: Any, fm: FeatureMatrices, tr: RatingArrays) -> tuple[Any, Any]:
+    """The model's predict/score over feature rows; history-aware models pool the training ratings."""
     from movierec_assets.ml.evaluate import embeddings
     from movierec_assets.ml.two_tower import rating_map
 
-    n_u, n_m = len(fm.user_ids), len(fm.movie_ids)
-    base = Baselines.fit(tr.user_idx, tr.movie_idx, tr.rating, n_u, n_m)
-    u_emb, m_emb, m_bias = embeddings(model, fm)
-    methods = {MODEL: model_methods(u_emb, np.arange(n_u), m_emb, *rating_map(model), m_bias), **base.methods(n_m)}
+    u_emb, m_emb, m_bias = embeddings(model, fm, prior=_ratings_frame(tr, fm))
+    return model_methods(u_emb, np.arange(len(fm.user_ids)), m_emb, *rating_map(model), m_bias)
+
+
+def _board(methods: dict[str, Any], tr: RatingArrays, va: RatingArrays, rank_users_cap: int, seed: int) -> Scoreboard:
+    """Every method's RMSE on all validation events, and top-N on a fixed sample of its users."""
     events = (va.user_idx, va.movie_idx, va.rating.astype(np.float64))
     board = Scoreboard()
     for name, (predict, _) in methods.items():
@@ -78,14 +81,25 @@ def holdout_report(model: Any, fm: FeatureMatrices, tr: RatingArrays, va: Rating
     ranked = (va.user_idx[sel], va.movie_idx[sel], va.rating[sel].astype(np.float64))
     for name, (_, score) in methods.items():
         board.add("holdout", name, None, score, ranked, (tr.user_idx, tr.movie_idx))
-    rows = board.rows(protocol="holdout")
+    return board
+
+
+def holdout_report(model: Any, fm: FeatureMatrices, tr: RatingArrays, va: RatingArrays,
+                   rank_users_cap: int, seed: int) -> tuple[list[dict[str, object]], dict[str, float]]:
+    """Model and baselines on the same validation events (indices are feature rows)."""
+    n_u, n_m = len(fm.user_ids), len(fm.movie_ids)
+    base = Baselines.fit(tr.user_idx, tr.movie_idx, tr.rating, n_u, n_m)
+    methods = {MODEL: _model_method(model, fm, tr), **base.methods(n_m)}
+    rows = _board(methods, tr, va, rank_users_cap, seed).rows(protocol="holdout")
     flat = {f"{r['method']}_{k}": r[k] for r in rows for k in ("rmse", "recall_at_10", "ndcg_at_10")}
     return rows, flat
 
 
-def champion_rmse(champion: registry.ModelVersion | None, users: Any, movies: Any,
-                  va: RatingArrays, fm: FeatureMatrices) -> float | None:
-    """The champion's RMSE on the candidate's holdout events, scaled with the champion's own stats."""
+def champion_holdout(champion: registry.ModelVersion | None, users: Any, movies: Any, tr: RatingArrays,
+                     va: RatingArrays, cfg: JobConfig) -> dict[str, float] | None:
+    """The champion's RMSE and NDCG@10 on the candidate's holdout events (the same ranked users),
+    with the champion's own scaling stats. The feature frames are the candidate's, so the feature
+    rows (and so the event indices) are the same."""
     if champion is None:
         return None
     try:
@@ -95,14 +109,8 @@ def champion_rmse(champion: registry.ModelVersion | None, users: Any, movies: An
             return None
     except (OSError, ValueError, KeyError):
         return None
-    from movierec_assets.ml.pipeline import model_inputs
-
-    uid, mid = fm.user_ids[va.user_idx], fm.movie_ids[va.movie_idx]
-    from movierec_assets.ml.pipeline import index_of
-
-    x = model_inputs(cfm, index_of(cfm.user_ids, uid), index_of(cfm.movie_ids, mid))
-    pred = np.clip(np.asarray(old.predict(x, batch_size=8192, verbose=0)).reshape(-1), 0.5, 5.0)
-    return float(np.sqrt(np.mean((pred - va.rating) ** 2)))
+    rows = _board({MODEL: _model_method(old, cfm, tr)}, tr, va, cfg.rank_users_cap, cfg.train.seed).rows()
+    return {k: float(rows[0][k]) for k in ("rmse", "ndcg_at_10", "recall_at_10")}
 
 
 def _train_data(url: str, fm: FeatureMatrices, cfg: JobConfig, logger: Any
@@ -144,6 +152,7 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
     result = train(tr, va, fm, run_dir, cfg.train, logger, warm, train_dataset=stream)
     rows, flat = ([], {}) if stream is not None else holdout_report(
         result.model, fm, tr, va, cfg.rank_users_cap, cfg.train.seed)  # streaming: no baselines in memory
+    theirs = champion_holdout(champion, users, movies, tr, va, cfg) if stream is None else None
     version = registry.new_version()
     vdir = _publish_version_dir(registry.version_dir(version), result, stats)
     metrics = {
@@ -155,11 +164,14 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
         "final_loss": result.final_loss,
         "final_val_loss": result.final_val_loss,
         "feature_set_version": feature_version,
+        "holdout_ndcg_at_10": flat.get(f"{MODEL}_ndcg_at_10"),
         "gate_tolerance": cfg.gate_tolerance,
+        "ndcg_tolerance": cfg.ndcg_tolerance,
         "config": asdict(cfg.train),
         "ranking_prior": result.extra.get("ranking_prior"),
         "champion_version": champion.version if champion else None,
-        "champion_holdout_rmse": champion_rmse(champion, users, movies, va, fm),
+        "champion_holdout_rmse": (theirs or {}).get("rmse"),
+        "champion_holdout_ndcg_at_10": (theirs or {}).get("ndcg_at_10"),
         **flat,
     }
     record = registry.register_candidate(url, version, vdir, metrics, data_start, data_end)

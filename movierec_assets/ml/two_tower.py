@@ -1,4 +1,4 @@
-"""The two-tower rating model, written with backend-agnostic `keras.ops` only.
+"""The history-aware two-tower rating and retrieval model, written with `keras.ops` only.
 
 Importing this module imports Keras (and so TensorFlow): never import it from a module that
 definitions.py loads at import time.
@@ -9,129 +9,81 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import keras_rs
+import numpy as np
 from keras import ops
+
+from movierec_assets.ml.config import ModelConfig
+from movierec_assets.ml.history import HISTORY_IDS, HISTORY_RATINGS
+from movierec_assets.ml.tower_layers import (  # noqa: F401  (_HASH_*: serving checks they match)
+    _HASH_MOD,
+    _HASH_MULT,
+    IdHashEmbedding,
+    MovieIdLookup,
+    build_history_net,
+    build_tower,
+    id_table,
+    masked_softmax_loss,
+)
 
 USER_FEATURES = "user_features"
 MOVIE_FEATURES = "movie_features"
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"
-# Training-only inputs (the pipeline adds them; inference never needs them): the label, to keep
-# only liked pairs (>= 4 stars) as retrieval positives, and log q(movie), the movie's share of the
-# training ratings, for the sampling-bias (logQ) correction of in-batch negatives.
+# Training-only inputs (the pipeline adds them; inference never passes them, and then no
+# retrieval loss is added): the label, log q(movie) (its share of the training ratings, for the
+# logQ correction of in-batch negatives), and uniform random negatives with their log probability.
 TRAIN_RATING = "train_rating"
 TRAIN_MOVIE_LOGQ = "train_movie_logq"
-POSITIVE_MIN_RATING = 4.0
-# Knuth's multiplicative constant: spreads consecutive MovieLens ids over the buckets.
-_HASH_MULT = 2654435761
-_HASH_MOD = 2**31 - 1
-
-
-@keras.saving.register_keras_serializable(package="movierec")
-class IdHashEmbedding(keras.layers.Layer):
-    """An integer id hashed into `buckets` rows of a learned table; unseen ids still land in a row."""
-
-    def __init__(self, buckets: int, dim: int, reg: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.buckets, self.dim, self.reg = int(buckets), int(dim), float(reg)
-        self.table = keras.layers.Embedding(
-            self.buckets,
-            self.dim,
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
-            embeddings_regularizer=keras.regularizers.L2(self.reg) if self.reg else None,
-            name="table",
-        )
-
-    def build(self, input_shape: Any) -> None:
-        self.table.build((None,))
-
-    def call(self, ids: Any) -> Any:
-        ids = ops.reshape(ops.cast(ids, "int64"), (-1,))
-        bucket = ops.mod(ops.mod(ids * _HASH_MULT, _HASH_MOD), self.buckets)
-        return self.table(bucket)
-
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
-        return (input_shape[0], self.dim)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "buckets": self.buckets, "dim": self.dim, "reg": self.reg}
-
-
-def build_tower(
-    name: str, n_features: int, layers: list[int], embedding: int, reg: float, id_buckets: int, id_dim: int
-) -> keras.Model:
-    """A Dense stack ending in an L2-normalised `embedding`-d vector.
-
-    Inputs are the scaled float32 feature matrix, plus the raw int id when `id_buckets` > 0.
-    """
-    regularizer = keras.regularizers.L2(reg) if reg else None
-    features = keras.Input((n_features,), dtype="float32", name=f"{name}_features")
-    inputs: list[Any] = [features]
-    x = features
-    if id_buckets:
-        ids = keras.Input((), dtype="int32", name=f"{name}_id")
-        inputs.append(ids)
-        id_vec = IdHashEmbedding(id_buckets, id_dim, reg, name=f"{name}_id_embedding")(ids)
-        x = keras.layers.Concatenate(name=f"{name}_concat")([features, id_vec])
-    for i, units in enumerate(layers):
-        x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"{name}_dense_{i}")(x)
-    x = keras.layers.Dense(embedding, kernel_regularizer=regularizer, name=f"{name}_out")(x)
-    out = keras.layers.UnitNormalization(axis=-1, name=f"{name}_l2")(x)
-    return keras.Model(inputs if id_buckets else features, out, name=f"{name}_net")
-
+TRAIN_NEG_FEATURES = "train_neg_features"
+TRAIN_NEG_IDS = "train_neg_ids"
+TRAIN_NEG_LOGQ = "train_neg_logq"
+_BASE_KWARGS = ("name", "trainable", "dtype")
 
 
 @keras.saving.register_keras_serializable(package="movierec")
 class ColaborativeFiltering(keras.Model):
-    """Two-tower rating model: rating = scale * cosine(user, movie) + offset.
+    """Two-tower model: rating = offset + scale * cosine(user, movie); top-N by the cosine.
 
     The class name keeps the original design's spelling ("Colaborative", one "l") so that the
     original code's references and saved configs keep working.
 
-    Input: a dict with `user_features` (B, n_user_features) float32, `movie_features`
-    (B, n_movie_features) float32, and `user_id`/`movie_id` (B,) int32 (used only when
-    `id_buckets` > 0). `user_net` and `movie_net` run alone for inference: each takes its feature
-    matrix (and ids when `id_buckets` > 0) and returns L2-normalised `embedding`-d vectors.
+    Movie tower (`movie_net`): scaled features, plus a learned ID embedding for the `n_movie_ids`
+    movies with at least `id_min_ratings` training ratings; every other movie uses the shared
+    "rare" row and is carried by its features. Inputs [features (B, F) float32, movie_id (B,) int32].
 
-    `scale`/`offset` are learned scalars initialised at 2.25/2.75, which maps cosine -1..1 exactly
-    onto the 0.5..5 star scale. Learning them lets the model shrink its spread when cosines are
-    noisy (a fixed map forces |cos| near 1 for confident 0.5- or 5-star predictions).
+    User tower: `user_net` maps the user's features alone to a unit vector (this is all today's
+    serving calls). With a history (see ml/history.py for `history_movie_ids`/`history_ratings`),
+    the user vector is L2(user_net(features) + history_net(pool)), where pool is the mean and the
+    rating-centred mean of the history's ID embeddings (the movie tower's own table) and its log
+    length. An empty or absent history adds nothing, so such a user is scored from aggregates only,
+    like a cold user; a user who rated movies after training is personalised with no retraining.
 
-    `retrieval_weight` > 0 adds an in-batch sampled-softmax loss during training (liked pairs are
-    positives, the batch's other movies negatives, with logQ correction and repeats of the same
-    movie masked), via `add_loss` so that it stays backend-agnostic.
+    Hyperparameters are exactly `ModelConfig`'s fields (ml/config.py), which `get_config` returns.
     """
 
-    def __init__(
-        self,
-        n_user_features: int,
-        n_movie_features: int,
-        user_layers: list[int] | None = None,
-        movie_layers: list[int] | None = None,
-        embedding: int = 64,
-        user_reg: float = 0.0,
-        movie_reg: float = 0.0,
-        id_buckets: int = 0,
-        id_dim: int = 16,
-        retrieval_weight: float = 0.0,
-        temperature: float = 0.1,
-        retrieval_rows: int = 1024,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, n_user_features: int, n_movie_features: int, n_movie_ids: int = 0, **kwargs: Any) -> None:
+        base = {k: kwargs.pop(k) for k in _BASE_KWARGS if k in kwargs}
+        super().__init__(**base)
+        self.hparams = ModelConfig.from_dict(kwargs)
+        c = self.hparams
         self.n_user_features, self.n_movie_features = int(n_user_features), int(n_movie_features)
-        self.user_layers = list(user_layers if user_layers is not None else [256, 128])
-        self.movie_layers = list(movie_layers if movie_layers is not None else [256, 128])
-        self.embedding, self.user_reg, self.movie_reg = int(embedding), float(user_reg), float(movie_reg)
-        self.id_buckets, self.id_dim = int(id_buckets), int(id_dim)
-        self.retrieval_weight, self.temperature = float(retrieval_weight), float(temperature)
-        self.retrieval_rows = int(retrieval_rows)
-        self.user_net = build_tower(
-            "user", self.n_user_features, self.user_layers, self.embedding, self.user_reg, self.id_buckets, self.id_dim
-        )
-        self.movie_net = build_tower(
-            "movie", self.n_movie_features, self.movie_layers, self.embedding, self.movie_reg,
-            self.id_buckets, self.id_dim,
-        )
+        self.n_movie_ids = int(n_movie_ids)
+        self.embedding = c.embedding
+        self.id_buckets = c.id_buckets
+        self.uses_history = c.history_len > 0 and self.n_movie_ids > 0
+        ids = None
+        if self.n_movie_ids:
+            self.movie_lookup = MovieIdLookup(self.n_movie_ids, name="movie_id_lookup")
+            self.movie_table = id_table(self.n_movie_ids, c.id_dim, c.movie_reg)
+            ids = (self.movie_lookup, self.movie_table)
+        self.user_net = build_tower("user", self.n_user_features, list(c.user_layers), c.embedding, c.user_reg,
+                                    c.id_buckets, c.id_dim)
+        self.movie_net = build_tower("movie", self.n_movie_features, list(c.movie_layers), c.embedding, c.movie_reg,
+                                     0 if ids else c.id_buckets, c.id_dim, ids if c.movie_tower_ids else None)
+        if self.uses_history:
+            self.seed_generator = keras.random.SeedGenerator(0, name="history_dropout_seed")
+            self.history_net = build_history_net(c.id_dim, list(c.history_layers), c.embedding, c.user_reg)
         # The ranking prior: top-N ranks by cosine + movie_features @ rank_weights. Not trained by
         # gradient: fitted on the validation split after training (ml/ranking.py); zeros = none.
         self.rank_weights = self.add_weight(
@@ -139,67 +91,96 @@ class ColaborativeFiltering(keras.Model):
         )
         self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.25), name="scale")
         self.offset = self.add_weight(shape=(), initializer=keras.initializers.Constant(2.75), name="offset")
+        self.logq_correction = keras_rs.layers.SamplingProbabilityCorrection(name="logq_correction")
+
+    def set_movie_vocab(self, movie_ids: Any) -> None:
+        """The movies that get their own ID row: sorted ascending, exactly `n_movie_ids` of them."""
+        ids = np.asarray(movie_ids, np.int32)
+        if len(ids) != self.n_movie_ids or (len(ids) > 1 and not np.all(np.diff(ids) > 0)):
+            raise ValueError(f"need {self.n_movie_ids} sorted unique movie ids, got {len(ids)}")
+        self.movie_lookup.vocab.assign(ids)
 
     def _tower_inputs(self, inputs: dict[str, Any], side: str) -> Any:
         features = inputs[USER_FEATURES if side == "user" else MOVIE_FEATURES]
-        if not self.id_buckets:
-            return features
-        return [features, inputs[USER_ID if side == "user" else MOVIE_ID]]
+        if side == "user":
+            return [features, inputs[USER_ID]] if self.id_buckets else features
+        return [features, inputs[MOVIE_ID]] if self._movie_takes_ids() else features
+
+    def _movie_takes_ids(self) -> bool:
+        return len(self.movie_net.inputs) == 2
+
+    def history_vector(self, inputs: dict[str, Any], training: bool = False) -> Any:
+        """(B, embedding) history term, zero for rows with no usable history; None without one."""
+        if not self.uses_history or HISTORY_IDS not in inputs:
+            return None
+        n = self.hparams.history_len
+        rows = self.movie_lookup(inputs[HISTORY_IDS][:, :n])
+        ratings = ops.cast(inputs[HISTORY_RATINGS][:, :n], "float32")
+        mask = ops.cast(rows > 0, "float32")
+        if training and self.hparams.history_dropout > 0:
+            keep = keras.random.uniform((ops.shape(mask)[0], 1), seed=self.seed_generator) >= self.hparams.history_dropout
+            mask = mask * ops.cast(keep, "float32")
+        count = ops.sum(mask, axis=1, keepdims=True)
+        inv = 1.0 / ops.maximum(count, 1.0)
+        centred = (ratings - ops.sum(ratings * mask, axis=1, keepdims=True) * inv) * mask
+        if not self.hparams.history_rating_weight:
+            centred = centred * 0.0
+        emb = self.movie_table(rows)
+        pooled = ops.concatenate([
+            ops.sum(emb * ops.expand_dims(mask, -1), axis=1) * inv,
+            ops.sum(emb * ops.expand_dims(centred, -1), axis=1) * inv,
+            ops.log1p(count) / float(np.log1p(n)),
+        ], axis=-1)
+        return self.history_net(pooled, training=training) * ops.cast(count > 0, "float32")
+
+    def user_vector(self, inputs: dict[str, Any], training: bool = False) -> Any:
+        u = self.user_net(self._tower_inputs(inputs, "user"), training=training)
+        h = self.history_vector(inputs, training)
+        return u if h is None else ops.normalize(u + h, axis=-1, order=2)
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
-        u = self.user_net(self._tower_inputs(inputs, "user"), training=training)
+        u = self.user_vector(inputs, training)
         m = self.movie_net(self._tower_inputs(inputs, "movie"), training=training)
-        if training and self.retrieval_weight > 0:
-            self.add_loss(self.retrieval_weight * self._in_batch_softmax(u, m, inputs))
-        cosine = ops.sum(u * m, axis=-1)
-        return self.offset + self.scale * cosine
+        if TRAIN_RATING in inputs and self.hparams.retrieval_weight > 0:
+            self.add_loss(self.hparams.retrieval_weight * self._sampled_softmax(u, m, inputs, training))
+        return self.offset + self.scale * ops.sum(u * m, axis=-1)
 
-    def _in_batch_softmax(self, u: Any, m: Any, inputs: dict[str, Any]) -> Any:
-        """Each liked pair's movie against the batch's other movies (sampled softmax).
+    def _sampled_softmax(self, u: Any, m: Any, inputs: dict[str, Any], training: bool) -> Any:
+        """Each positive's movie against the batch's other movies and the uniform negatives.
 
-        With `train_movie_logq`, logits are corrected by -log q(movie) (Yi et al. 2019), so the
-        popularity-skewed in-batch negatives do not push popular movies down. Only the batch's
-        first `retrieval_rows` rows take part: the cost grows with rows squared, and big batches
-        (8192+) are what make 20M-rating epochs fast.
+        Logits are corrected by -log(expected sampling count) (Yi et al. 2019): rows x q(movie)
+        for in-batch candidates, K / n_movies for the K uniform ones. Only the batch's first
+        `retrieval_rows` rows take part (the cost grows with rows squared).
         """
-        rows = self.retrieval_rows
-        u, m = u[:rows], m[:rows]
-        inputs = {k: v[:rows] for k, v in inputs.items()
-                  if k in (TRAIN_MOVIE_LOGQ, MOVIE_ID, TRAIN_RATING)}
-        logits = ops.matmul(u, ops.transpose(m)) / self.temperature
-        logq = inputs.get(TRAIN_MOVIE_LOGQ)
-        if logq is not None:
-            logits = logits - ops.expand_dims(ops.reshape(ops.cast(logq, logits.dtype), (-1,)), 0)
-        n = ops.shape(logits)[0]
-        eye = ops.eye(n, dtype="bool")
-        movie_ids = inputs.get(MOVIE_ID)
-        if movie_ids is not None:
-            ids = ops.reshape(movie_ids, (-1,))
-            same = ops.equal(ops.expand_dims(ids, 1), ops.expand_dims(ids, 0))
-            # Another row of the same movie is not a negative: drop it from the denominator.
-            logits = ops.where(ops.logical_and(same, ops.logical_not(eye)), -1e9, logits)
-        per_row = keras.losses.categorical_crossentropy(ops.cast(eye, logits.dtype), logits, from_logits=True)
-        rating = inputs.get(TRAIN_RATING)
-        if rating is None:
-            return ops.mean(per_row)
-        liked = ops.cast(ops.reshape(rating, (-1,)) >= POSITIVE_MIN_RATING, per_row.dtype)
-        return ops.sum(per_row * liked) / ops.maximum(ops.sum(liked), 1.0)
+        c = self.hparams
+        r = c.retrieval_rows
+        u, m = u[:r], m[:r]
+        ids = ops.reshape(ops.cast(inputs[MOVIE_ID][:r], "int32"), (-1,))
+        rows = ops.cast(ops.shape(u)[0], "float32")
+        logq = ops.reshape(ops.cast(inputs[TRAIN_MOVIE_LOGQ][:r], "float32"), (-1,)) + ops.log(rows)
+        cands, cand_ids = m, ids
+        if TRAIN_NEG_IDS in inputs:
+            neg = self.movie_net(self._neg_inputs(inputs), training=training)
+            cands = ops.concatenate([m, neg], axis=0)
+            cand_ids = ops.concatenate([ids, ops.cast(inputs[TRAIN_NEG_IDS], "int32")], axis=0)
+            logq = ops.concatenate([logq, ops.cast(inputs[TRAIN_NEG_LOGQ], "float32")], axis=0)
+        logits = ops.matmul(u, ops.transpose(cands)) / c.temperature
+        prob = ops.broadcast_to(ops.exp(ops.minimum(logq, 0.0))[None, :], ops.shape(logits))
+        logits = self.logq_correction(logits, prob)
+        liked = ops.reshape(ops.cast(inputs[TRAIN_RATING][:r], "float32"), (-1,)) >= c.positive_min_rating
+        return masked_softmax_loss(logits, ids, cand_ids, ops.cast(liked, "float32"))
+
+    def _neg_inputs(self, inputs: dict[str, Any]) -> Any:
+        feats = inputs[TRAIN_NEG_FEATURES]
+        return [feats, inputs[TRAIN_NEG_IDS]] if self._movie_takes_ids() else feats
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "n_user_features": self.n_user_features,
             "n_movie_features": self.n_movie_features,
-            "user_layers": self.user_layers,
-            "movie_layers": self.movie_layers,
-            "embedding": self.embedding,
-            "user_reg": self.user_reg,
-            "movie_reg": self.movie_reg,
-            "id_buckets": self.id_buckets,
-            "id_dim": self.id_dim,
-            "retrieval_weight": self.retrieval_weight,
-            "temperature": self.temperature,
-            "retrieval_rows": self.retrieval_rows,
+            "n_movie_ids": self.n_movie_ids,
+            **self.hparams.as_dict(),
         }
 
     @classmethod
@@ -217,30 +198,35 @@ def compile_model(model: ColaborativeFiltering, learning_rate: float = 1e-3) -> 
     return model
 
 
-def build_model(n_user_features: int, n_movie_features: int, learning_rate: float = 1e-3, **kwargs: Any
-                ) -> ColaborativeFiltering:
-    """A compiled, built model (weights exist, so it can be saved or warm-started at once)."""
-    model = ColaborativeFiltering(n_user_features, n_movie_features, **kwargs)
-    model(example_inputs(n_user_features, n_movie_features, 2))
+def build_model(n_user_features: int, n_movie_features: int, learning_rate: float = 1e-3,
+                movie_vocab: Any = None, **kwargs: Any) -> ColaborativeFiltering:
+    """A compiled, built model (weights exist, so it can be saved or warm-started at once).
+
+    `movie_vocab`: the sorted movie ids that get an ID row (None or empty = no ID embeddings).
+    """
+    vocab = np.asarray([] if movie_vocab is None else movie_vocab, np.int32)
+    model = ColaborativeFiltering(n_user_features, n_movie_features, len(vocab), **kwargs)
+    model(example_inputs(n_user_features, n_movie_features, 2, max(model.hparams.history_len, 1)))
+    if len(vocab):
+        model.set_movie_vocab(vocab)
     return compile_model(model, learning_rate)
 
 
-def example_inputs(n_user_features: int, n_movie_features: int, n: int) -> dict[str, Any]:
-    """Zero inputs of the right shapes and dtypes (to build the model)."""
-    import numpy as np
+def example_inputs(n_user_features: int, n_movie_features: int, n: int, history_len: int = 1) -> dict[str, Any]:
+    """Zero inputs of the right shapes and dtypes (to build the model), with an empty history."""
+    from movierec_assets.ml.history import empty
 
     return {
         USER_FEATURES: np.zeros((n, n_user_features), np.float32),
         MOVIE_FEATURES: np.zeros((n, n_movie_features), np.float32),
         USER_ID: np.zeros((n,), np.int32),
         MOVIE_ID: np.zeros((n,), np.int32),
+        **empty(n, history_len).inputs(),
     }
 
 
 def embed(tower: keras.Model, features: Any, ids: Any, batch_size: int = 8192) -> Any:
-    """Run one tower alone: (n, F) scaled features (+ (n,) int ids when it hashes ids) -> (n, d)."""
-    import numpy as np
-
+    """Run one tower alone: (n, F) scaled features (+ (n,) int ids when it takes ids) -> (n, d)."""
     out = []
     for start in range(0, len(features), batch_size):  # direct calls: no per-shape retracing
         f = np.asarray(features[start : start + batch_size], np.float32)
@@ -249,14 +235,27 @@ def embed(tower: keras.Model, features: Any, ids: Any, batch_size: int = 8192) -
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, tower.outputs[0].shape[-1]), np.float32)
 
 
+def embed_users(model: ColaborativeFiltering, features: Any, user_ids: Any, histories: Any = None,
+                batch_size: int = 4096) -> np.ndarray:
+    """User vectors from features and, when given, `history.Histories` rows (one per user)."""
+    if histories is None or not model.uses_history:
+        return embed(model.user_net, features, user_ids, batch_size)
+    out = []
+    for s in range(0, len(features), batch_size):
+        x = {USER_FEATURES: np.asarray(features[s : s + batch_size], np.float32),
+             USER_ID: np.asarray(user_ids[s : s + batch_size], np.int32),
+             HISTORY_IDS: histories.movie_ids[s : s + batch_size],
+             HISTORY_RATINGS: histories.ratings[s : s + batch_size]}
+        out.append(ops.convert_to_numpy(model.user_vector(x, training=False)))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.embedding), np.float32)
+
+
 def ranking_bias(model: ColaborativeFiltering, movie_features: Any) -> Any:
     """Per-movie additive ranking score in cosine units: top-N ranks by cosine(user, movie) + bias.
 
     `movie_features` are the scaled features the movie tower consumed; the rating prediction never
     uses the bias. All zeros when the model has no ranking prior.
     """
-    import numpy as np
-
     weights = np.asarray(ops.convert_to_numpy(model.rank_weights), np.float32)
     return np.asarray(movie_features, np.float32) @ weights
 

@@ -75,3 +75,35 @@ def test_interrupted_run_resumes_from_checkpoint(tmp_path: Path) -> None:
     result = train(tr, va, features, run, cfg)
     assert result.initial_epoch == 2
     assert result.epochs_run == 2  # epochs 3 and 4 only
+
+
+def test_history_model_config_round_trips_through_a_safe_mode_save(tmp_path: Path) -> None:
+    from movierec_assets.ml import registry
+    from movierec_assets.ml.config import ModelConfig
+
+    cfg = TrainConfig(user_layers=(16,), movie_layers=(16,), embedding=8, id_dim=4, history_len=3, temperature=0.07)
+    model = build_model(6, 6, movie_vocab=[2, 5, 9], **cfg.model_kwargs())
+    model.save(tmp_path / "model.keras")
+    loaded = registry.load_model(tmp_path / "model.keras")
+    assert loaded.get_config() == model.get_config()
+    saved = {k: v for k, v in loaded.get_config().items() if k in ModelConfig.__dataclass_fields__}
+    assert ModelConfig.from_dict(saved) == cfg.model_config()
+    np.testing.assert_array_equal(np.asarray(loaded.movie_lookup.vocab), [2, 5, 9])
+
+
+def test_user_tower_with_empty_or_absent_history_is_the_features_only_tower() -> None:
+    from movierec_assets.ml.history import PAD_ID, Histories, empty
+    from movierec_assets.ml.two_tower import embed, embed_users
+
+    model = build_model(6, 6, movie_vocab=[2, 5, 9], **TINY, id_dim=4, history_len=3)
+    feats = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    alone = embed(model.user_net, feats, None)
+    np.testing.assert_allclose(embed_users(model, feats, np.arange(3), empty(3, 3)), alone, atol=1e-6)
+    np.testing.assert_allclose(embed_users(model, feats, np.arange(3), None), alone, atol=1e-6)
+    # Only unknown or rare ids (not in the vocabulary) count as no history; a known one moves the user.
+    ids = np.array([[7, 8, PAD_ID], [5, PAD_ID, PAD_ID], [PAD_ID] * 3], np.int32)
+    hist = Histories(ids, np.array([[4, 4, 0], [5, 0, 0], [0, 0, 0]], np.float32), np.array([2, 1, 0]))
+    out = embed_users(model, feats, np.arange(3), hist)
+    np.testing.assert_allclose(out[[0, 2]], alone[[0, 2]], atol=1e-6)
+    assert np.abs(out[1] - alone[1]).max() > 1e-4
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
