@@ -30,6 +30,7 @@ def test_instance_files_validate_against_dagster_schema(rel: str, monkeypatch: p
     assert data["storage"]["postgres"]["postgres_url"] == {"env": "MOVIEREC_DATABASE_URL"}
     result = process_config(dagster_instance_config_schema(), data)
     assert result.success, result.errors
+    assert data["concurrency"]["pools"]["default_limit"] == 1  # one training at a time (the "training" pool)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("dagster_k8s") is None, reason="dagster-k8s not installed")
