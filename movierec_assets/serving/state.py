@@ -19,8 +19,8 @@ import polars as pl
 import psycopg
 
 from movierec_assets.db import bulk
-from movierec_assets.db.connect import DatabaseUnavailable, connect
-from movierec_assets.db.url import libpq_params, redact_text
+from movierec_assets.db.connect import DatabaseUnavailable, connect, one_line, server_of
+from movierec_assets.db.url import libpq_params
 from movierec_assets.serving import embeddings
 from movierec_assets.serving.embeddings import EmbeddingStore
 from movierec_assets.serving.tower import UserEncoder
@@ -164,7 +164,7 @@ class PostgresUserSource:
             try:
                 conn = psycopg.connect(self.url, autocommit=True, **libpq_params(self.url))
             except psycopg.OperationalError as exc:
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {redact_text(str(exc)).strip()}") from None
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {server_of(self.url)}: {one_line(exc)}") from None
             self._local.conn = conn
         return conn
 
