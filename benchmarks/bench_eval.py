@@ -1,9 +1,11 @@
-"""Regenerate docs/model_evaluation.md: both protocols on ml-latest-small and the synthetic default,
-plus the comparison that chose the model defaults (ID embeddings / retrieval loss on and off).
+"""Regenerate docs/model_evaluation.md: `movierec evaluate` (both protocols, every baseline) on
+ml-latest-small and the synthetic default, plus the two-tower variants that chose the defaults.
 
     python -m benchmarks.bench_eval [--ml-small DIR] [--max-days 0] [--skip-variants]
 
-Writes benchmarks/results/eval.json and docs/model_evaluation.md.
+A thin wrapper: each dataset goes through `movierec_assets.cli.evaluate.run_evaluate`, the same
+code as `movierec evaluate --data DIR --json OUT`. Writes benchmarks/results/eval.json and
+docs/model_evaluation.md.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import polars as pl  # noqa: E402
 
 from benchmarks.paths import ml_small  # noqa: E402
+from movierec_assets.cli.evaluate import json_rows, run_evaluate  # noqa: E402
 from movierec_assets.ml.evaluate import EVAL_TRAIN, EvalConfig, evaluate_dataset, load_dataset, variants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "eval.json"
 DOC = ROOT / "docs" / "model_evaluation.md"
-DEFAULT_VARIANT = "+ retrieval loss + ranking prior (default)"
 
 
 def datasets(ml_small: Path | None, workdir: Path) -> dict[str, Path]:
@@ -42,6 +44,8 @@ def datasets(ml_small: Path | None, workdir: Path) -> dict[str, Path]:
 
 
 def fmt(x: object) -> str:
+    if x is None:
+        return "–"
     if isinstance(x, float):
         return "–" if x != x else f"{x:.4f}"
     return str(x)
@@ -63,23 +67,25 @@ def main() -> None:
     args = ap.parse_args()
     if args.render_only:
         data = json.loads(RESULTS.read_text())
-        DOC.write_text(render(pl.DataFrame(data["table"]), pl.DataFrame(data["variants"]) if data["variants"] else None,
+        rows = [{**r, "params": json.dumps(r["params"], sort_keys=True) if r.get("params") else None}
+                for r in data["table"]]
+        DOC.write_text(render(pl.DataFrame(rows, infer_schema_length=None), pl.DataFrame(data["variants"]) if data["variants"] else None,
                               data.get("max_days", args.max_days)))
         return
     started = time.perf_counter()
     frames, variant_frames = [], []
     with tempfile.TemporaryDirectory(prefix="movierec-eval-") as tmp:
         for name, directory in datasets(args.ml_small, Path(tmp)).items():
-            ds = load_dataset(directory, name)
-            cfg = EvalConfig(train=EVAL_TRAIN, max_days=args.max_days)
             t0 = time.perf_counter()
-            main_table = evaluate_dataset(ds, cfg, "AB")
+            main_table = run_evaluate(directory, "AB", args.max_days, name, progress=False)
             frames.append(main_table)
             print(f"{name}: both protocols in {time.perf_counter() - t0:.0f} s", flush=True)
             if args.skip_variants or args.reuse_variants:
                 continue
+            ds = load_dataset(directory, name)
+            cfg = EvalConfig(train=EVAL_TRAIN, max_days=args.max_days, rankers=False)
             for label, tc in variants(EVAL_TRAIN).items():
-                if label == DEFAULT_VARIANT:
+                if tc == EVAL_TRAIN:  # the default: already in the main table
                     b = main_table.filter(pl.col("protocol") == "B")
                 else:
                     b = evaluate_dataset(ds, replace(cfg, train=tc), "B")
@@ -89,7 +95,7 @@ def main() -> None:
     if args.reuse_variants and RESULTS.exists():
         variant_frames = [pl.DataFrame(json.loads(RESULTS.read_text())["variants"])]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"table": table.to_dicts(),
+    RESULTS.write_text(json.dumps({"table": json_rows(table),
                                    "variants": pl.concat(variant_frames).to_dicts() if variant_frames else [],
                                    "max_days": args.max_days, "seconds": time.perf_counter() - started}, indent=2))
     DOC.write_text(render(table, pl.concat(variant_frames) if variant_frames else None, args.max_days))
@@ -102,7 +108,8 @@ def render(table: pl.DataFrame, variant_table: pl.DataFrame | None, max_days: in
     table = table.sort("dataset", "protocol", pl.col("group").replace_strict(order, default=9), "method")
     days = (f"up to {max_days} future days with ratings (evenly spread)" if max_days
             else "every future day on which a user with an earlier rating rates")
-    parts = [HEADER.format(days=days), markdown(table, cols), TARGETS_HEADER, targets(table)]
+    parts = [HEADER.format(days=days), markdown(table, cols), PARAMS_HEADER, chosen_params(table),
+             TARGETS_HEADER, targets(table)]
     if variant_table is not None:
         parts += [VARIANTS_HEADER, markdown(variant_table.sort("dataset", "variant"),
                                             ["dataset", "variant", "rmse", "recall_at_10", "ndcg_at_10", "n_events"])]
@@ -127,7 +134,16 @@ one relevant item: a held-out rating >= 4 on a movie the user had not rated befo
 - **Protocol B, per-user chronological holdout**: the last 20% of each user's ratings (users with
   >= 10 ratings); features and every fit use only the remaining ratings.
 - Baselines: global mean; regularised user + movie bias (ALS-style closed form); popularity
-  (count of ratings >= 4); matrix factorisation (biases + rank-16 weighted-lambda ALS).
+  (count of ratings >= 4); matrix factorisation (biases + rank-16 weighted-lambda ALS); and the
+  ranking baselines **item-kNN** (shrunk cosine, top-k neighbours), **EASE** (closed form) and
+  **iALS** (the `implicit` library). Those three rank only (rmse `–`). They are fitted once per
+  training run and score each user from that user's ratings so far, with no refit: in Protocol A,
+  the ratings before the day (iALS folds the user in by one least-squares solve against its fixed
+  item factors); in Protocol B, the non-held-out ratings. Their hyperparameters, including which
+  ratings count as interactions (all, or only >= 4), are tuned on an inner time-ordered validation
+  split of the training ratings only (Protocol B: each training user's newest 20%; A: the newest
+  20% of the history), then refitted on all training ratings (chosen values below). EASE and
+  item-kNN use at most the 20,000 most-rated movies (all of them on these datasets).
 - The model ranks by cosine + its ranking prior (`movierec_assets/ml/ranking.py`): a linear term
   over its own movie features (log rating counts, all-time and 90-day, and the shrunk mean), with
   weights fitted on the training run's time-ordered validation split (never on these events).
@@ -160,6 +176,20 @@ def targets(table: pl.DataFrame) -> str:
 
 
 TARGETS_HEADER = "## Quality targets (computed from the table above)"
+
+PARAMS_HEADER = """## Ranking baselines: chosen hyperparameters
+
+Grids walked in order within a time budget per method and protocol (`movierec_assets/ml/tuning.py`);
+`val_ndcg_at_10` is the inner validation split's NDCG@10, `candidates` how many were tried."""
+
+
+def chosen_params(table: pl.DataFrame) -> str:
+    lines = ["| dataset | protocol | method | params |", "|---|---|---|---|"]
+    rows = table.filter(pl.col("params").is_not_null()).unique(["dataset", "protocol", "method"], keep="first")
+    for r in rows.sort("dataset", "protocol", "method").iter_rows(named=True):
+        shown = ", ".join(f"{k}={v}" for k, v in json.loads(r["params"]).items())
+        lines.append(f"| {r['dataset']} | {r['protocol']} | {r['method']} | {shown} |")
+    return "\n".join(lines)
 
 VARIANTS_HEADER = """## The comparison that chose the defaults (Protocol B, two-tower only)
 

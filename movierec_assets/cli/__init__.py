@@ -20,3 +20,7 @@ main.add_command(replay.replay)
 main.add_command(recommend.recommend)
 main.add_command(serve.serve)
 main.add_command(workers.workers)
+
+from movierec_assets.cli.evaluate import evaluate as _evaluate  # noqa: E402
+
+main.add_command(_evaluate)

@@ -23,7 +23,7 @@ import polars as pl
 
 from movierec_assets.ml import feature_io
 from movierec_assets.ml.pipeline import FeatureMatrices, arrays_from_frame, index_of
-from movierec_assets.ml.scoring import FALLBACK, MODEL, Baselines, Scoreboard, model_methods
+from movierec_assets.ml.scoring import FALLBACK, MODEL, Baselines, History, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainConfig
 
 EVAL_TRAIN = TrainConfig()  # the production defaults (ml/config.py): evaluate what is trained
@@ -36,6 +36,11 @@ class EvalConfig:
     holdout_fraction: float = 0.2
     min_user_ratings: int = 10
     k: int = 10
+    rankers: bool = True  # item-kNN, EASE and iALS beside bias / popularity / MF
+    ranker_budget_s: float = 45.0  # tuning time per ranking baseline and protocol (grid walked in order)
+    max_items: int = 20_000  # EASE / item-kNN item set: the most-rated movies, at most this many
+    inner_fraction: float = 0.2  # the inner validation split the ranking baselines are tuned on
+    progress: bool = False  # tqdm bars over the fits and Protocol A's days (on stderr)
 
 
 @dataclass
@@ -117,18 +122,64 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     users_df, movies_df = features_as_of(ds, train_df, None)
     stats = feature_io.stats_from_frames(users_df, movies_df)
     fm = feature_io.matrices(users_df, movies_df, stats)
+    bar = fits_bar(cfg, "B")
     model = fit_model(train_df, fm, cfg.train)
     u_emb, m_emb, m_bias = embeddings(model, fm, prior=train_df)
     # Every held-out user has training ratings, so has a feature row.
     pos = np.full(len(ds.user_ids), -1)
     pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
-    tu, tm, tr = ds.idx(train_df)
-    base = Baselines.fit(tu, tm, tr, len(ds.user_ids), len(ds.movie_ids))
+    tu, tm, _ = ds.idx(train_df)
+    base = fit_baselines(ds, train_df, "B", cfg, bar)
     board = Scoreboard()
     events, seen = ds.idx(held), (tu, tm)
+    so_far = History.build(train_df, ds.user_ids, ds.movie_ids)  # the non-held-out ratings
     board.add_all("all", {MODEL: model_methods(u_emb, pos, m_emb, *rating_map(model), m_bias),
-                          **base.methods(len(ds.movie_ids))}, events, seen)
-    return board.rows(dataset=ds.name, protocol="B")
+                          **base.methods(len(ds.movie_ids), so_far)}, events, seen)
+    return board.rows(base.params(), dataset=ds.name, protocol="B")
+
+
+def fits_bar(cfg: EvalConfig, protocol: str) -> Any:
+    """A progress bar over one protocol's fits: the two-tower, bias/popularity/MF, each ranker."""
+    from tqdm import tqdm
+
+    from movierec_assets.ml.tuning import RANKERS
+
+    bar = tqdm(total=2 + (len(RANKERS) if cfg.rankers else 0), desc=f"protocol {protocol} fits",
+               unit="fit", disable=not cfg.progress, leave=False)
+    bar.set_postfix_str("two_tower")
+    return bar
+
+
+def fit_baselines(ds: Dataset, train_df: pl.DataFrame, protocol: str, cfg: EvalConfig, bar: Any) -> Baselines:
+    """Every baseline on the training ratings `train_df`; the ranking baselines tuned on an inner
+    split of those same ratings (`tuning.inner_split`), never on the test events."""
+    from movierec_assets.ml.interactions import rating_matrix
+    from movierec_assets.ml.tuning import fit_rankers, inner_split
+
+    bar.update()  # the two-tower, fitted just before
+    bar.set_postfix_str("bias, popularity, matrix_factorization")
+    u, m, r = ds.idx(train_df)
+    shape = (len(ds.user_ids), len(ds.movie_ids))
+    base = Baselines.fit(u, m, r, *shape)
+    bar.update()
+    if cfg.rankers:
+        t = train_df["rated_at"].dt.epoch("us").to_numpy()
+        split = inner_split(u, m, r, t, shape, protocol, cfg.inner_fraction, cfg.min_user_ratings)
+
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(0 if name == "itemknn" else 1)
+
+        base.rankers = fit_rankers(rating_matrix(u, m, r, shape), split, cfg.ranker_budget_s, cfg.max_items, step)
+        bar.update()
+    bar.close()
+    return base
+
+
+def days_bar(cfg: EvalConfig, days: list[date]) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(days, desc="protocol A days", unit="day", disable=not cfg.progress, leave=False)
 
 
 def _eval_days(future: pl.DataFrame, first_day: pl.DataFrame, max_days: int) -> list[date]:
@@ -151,16 +202,16 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
     future = ds.ratings.filter(pl.col("rated_at") > end_of)
     users_df, movies_df = features_as_of(ds, history, end_of)
     stats = feature_io.stats_from_frames(users_df, movies_df)  # fixed at training, as in production
+    bar = fits_bar(cfg, "A")
     model = fit_model(history, feature_io.matrices(users_df, movies_df, stats), cfg.train)
     scale, offset = rating_map(model)
-    hu, hm, hr = ds.idx(history)
-    base = Baselines.fit(hu, hm, hr, len(ds.user_ids), len(ds.movie_ids))
-    baseline_methods = base.methods(len(ds.movie_ids))
+    hu, _, _ = ds.idx(history)
+    base = fit_baselines(ds, history, "A", cfg, bar)
     warm = np.zeros(len(ds.user_ids), bool)
     warm[hu] = True
     first_day = ds.ratings.group_by("user_id").agg(pl.col("rated_at").min().dt.date().alias("first"))
     board = Scoreboard()
-    for day in _eval_days(future, first_day, cfg.max_days):
+    for day in days_bar(cfg, _eval_days(future, first_day, cfg.max_days)):
         start = datetime.combine(day, datetime.min.time(), UTC)
         events_df = future.filter(pl.col("rated_at").dt.date() == day)
         known = events_df.join(first_day.filter(pl.col("first") < day), on="user_id", how="semi")
@@ -177,12 +228,14 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
         u_emb, m_emb, m_bias = embeddings(model, fm, prior=active)
         pos = np.full(len(ds.user_ids), -1)
         pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
-        methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset, m_bias), **baseline_methods}
+        so_far = History.build(active, ds.user_ids, ds.movie_ids)  # ratings before the day only
+        methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset, m_bias),
+                   **base.methods(len(ds.movie_ids), so_far)}
         seen = _pairs(ds, active)
         eu, em, er = ds.idx(known)
         for group, sel in (("warm", warm[eu]), ("new", ~warm[eu])):
             board.add_all(group, methods, (eu[sel], em[sel], er[sel]), seen)
-    return board.rows(dataset=ds.name, protocol="A")
+    return board.rows(base.params(), dataset=ds.name, protocol="A")
 
 
 def _score_cold(board: Scoreboard, ds: Dataset, cold: pl.DataFrame, base: Baselines) -> None:

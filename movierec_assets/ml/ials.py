@@ -48,4 +48,5 @@ def fit_ials(x: sp.csr_matrix, factors: int, regularization: float, alpha: float
         model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
                                         iterations=iterations, random_state=seed)
         model.fit(sp.csr_matrix(x, dtype=np.float32), show_progress=False)
+    model.num_threads = 1  # fold-ins are small batches (a day's users): one thread, no start-up cost
     return IALSModel(model)
