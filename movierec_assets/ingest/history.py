@@ -30,7 +30,7 @@ from movierec_assets.ingest.validate import (
     validate_ratings,
 )
 from movierec_assets.movielens.source import dataset_files, read_links, read_movies, read_tags
-from movierec_assets.movielens.split import SplitManifest, compute_split, dataset_identity, split_manifest
+from movierec_assets.movielens.split import SplitManifest, split_manifest
 from movierec_assets.movielens.synth import ensure_default_dataset
 
 
@@ -76,19 +76,6 @@ def known_movie_ids(url: str) -> pl.Series:
     return bulk.read_polars(url, "SELECT movie_id FROM movielens.movies").to_series()
 
 
-def history_split(data_dir: Path, parsed_good: pl.DataFrame) -> SplitManifest:
-    """The split of `data_dir` (`split_manifest`, the one the definitions' partitions come from).
-
-    The split helper reads ratings.csv with a trusting typed reader; when the file holds lines it
-    cannot type, the split rule is applied to the lines that do parse instead. Nothing is written.
-    """
-    try:
-        return split_manifest(data_dir)
-    except pl.exceptions.PolarsError:
-        root = Path(data_dir).absolute()
-        return compute_split(parsed_good.lazy(), dataset_id=dataset_identity(root), source_dir=str(root))
-
-
 def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> HistoryLoad:
     """Validate ratings.csv and replace the history rows; raises before writing anything when the
     file is not a ratings CSV or too many history rows are bad."""
@@ -96,7 +83,7 @@ def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> Hi
     path = dataset_files(data_dir).ratings
     parsed = parse_ratings_file(path, source_name=str(path))
     parsed_at = time.perf_counter()
-    manifest = history_split(data_dir, parsed.good)
+    manifest = split_manifest(data_dir)  # the split the definitions' partitions come from
     history = parsed.good.filter(pl.col("rated_at").dt.date() <= manifest.cutoff_day)
     good, context_rejects = validate_ratings(history, known_movie_ids(url))
     line_rejects, _future = split_rejects_by_day(parsed.rejected, manifest.cutoff_day)

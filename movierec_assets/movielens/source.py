@@ -154,7 +154,7 @@ def read_tags(directory: str | Path) -> pl.DataFrame | None:
         pl.col("userId").alias("user_id"),
         pl.col("movieId").alias("movie_id"),
         pl.col("tag"),
-        _epoch_to_utc("timestamp").alias("tagged_at"),
+        epoch_to_utc("timestamp").alias("tagged_at"),
     )
 
 
@@ -170,7 +170,7 @@ def read_links(directory: str | Path) -> pl.DataFrame | None:
     )
 
 
-def _epoch_to_utc(column: str) -> pl.Expr:
+def epoch_to_utc(column: str) -> pl.Expr:
     return pl.from_epoch(column, time_unit="s").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
@@ -190,7 +190,7 @@ def scan_ratings(directory_or_file: str | Path) -> pl.LazyFrame:
         pl.col("userId").alias("user_id"),
         pl.col("movieId").alias("movie_id"),
         pl.col("rating"),
-        _epoch_to_utc("timestamp").alias("rated_at"),
+        epoch_to_utc("timestamp").alias("rated_at"),
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from movierec_assets.movielens.source import dataset_files, scan_ratings
+from movierec_assets.movielens.source import RATINGS_COLUMNS, dataset_files, epoch_to_utc, scan_ratings
 
 DEFAULT_FRACTION = 0.625
 _EDGE_BYTES = 1 << 20  # bytes hashed at each end of ratings.csv for the dataset identity
@@ -228,7 +228,10 @@ def split_manifest(
     cache = _cache_file(cache_dir, identity, fraction, history_count) if cache_dir else None
     manifest = _cached(cache, str(root))
     if manifest is None:
-        manifest = compute_split(scan_ratings(root), fraction, history_count, identity, str(root))
+        try:
+            manifest = compute_split(scan_ratings(root), fraction, history_count, identity, str(root))
+        except pl.exceptions.PolarsError:  # lines a typed reader cannot read: split the ones it can
+            manifest = compute_split(_readable_ratings(root), fraction, history_count, identity, str(root))
         if cache is not None and write_cache:
             try:
                 write_manifest(cache, manifest)
@@ -236,6 +239,13 @@ def split_manifest(
                 pass  # an optimisation only
     _MEMO[memo_key] = manifest
     return manifest
+
+
+def _readable_ratings(root: Path) -> pl.LazyFrame:
+    """The ratings lines whose four fields parse (raw_ratings quarantines the others)."""
+    lf = pl.scan_csv(dataset_files(root).ratings, schema_overrides=RATINGS_COLUMNS, ignore_errors=True,
+                     truncate_ragged_lines=True)
+    return lf.drop_nulls().select(epoch_to_utc("timestamp").alias("rated_at"))
 
 
 def expected_manifest(data_dir: Path, default_dataset: Path, cache_dir: Path | None = None) -> SplitManifest:

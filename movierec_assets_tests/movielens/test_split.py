@@ -167,3 +167,15 @@ def test_dataset_identity_is_stable_and_content_sensitive(ml_small: Path, tmp_pa
     raw[-3] = ord("9") if raw[-3] != ord("9") else ord("8")  # same size, last line differs
     (b / "ratings.csv").write_bytes(bytes(raw))
     assert split.dataset_identity(a) != split.dataset_identity(b)
+
+
+def test_lines_a_typed_reader_cannot_read_are_left_out_of_the_split(tmp_path: Path) -> None:
+    day = int(datetime(2001, 1, 1, tzinfo=UTC).timestamp())
+    good = [f"{u},1,4.0,{day + 86_400 * u}" for u in range(1, 9)]
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    for root, lines in ((clean, good), (dirty, [*good[:4], "garbage line", "9,1,x,oops", *good[4:]])):
+        root.mkdir()
+        (root / "movies.csv").write_text("movieId,title,genres\n1,A (1999),Drama\n")
+        (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "\n".join(lines) + "\n")
+    a, b = split.split_manifest(clean), split.split_manifest(dirty)
+    assert (b.n_ratings, b.cutoff_day, b.last_day) == (a.n_ratings, a.cutoff_day, a.last_day) == (8, date(2001, 1, 6), date(2001, 1, 9))
