@@ -6,6 +6,14 @@ import json
 import os
 
 import click
+import uvicorn
+
+from movierec_assets.db.migrations import prepare_database
+from movierec_assets.serving.api import create_app
+from movierec_assets.serving.blas import set_blas_threads
+from movierec_assets.serving.recommender import from_database
+from movierec_assets.serving.scoring import set_parts
+from movierec_assets.serving.served import use_int8
 
 _CONFIG_ENV = "MOVIEREC_SERVE_CONFIG"  # how worker processes receive the options
 
@@ -16,12 +24,6 @@ def app_from_env():  # type: ignore[no-untyped-def]
     Each worker loads the embeddings itself and polls for new champions itself, so hot reload
     works in every worker.
     """
-    from movierec_assets.serving.api import create_app
-    from movierec_assets.serving.blas import set_blas_threads
-    from movierec_assets.serving.recommender import from_database
-    from movierec_assets.serving.scoring import set_parts
-    from movierec_assets.serving.served import use_int8
-
     config = json.loads(os.environ[_CONFIG_ENV])
     use_int8(config["scoring"] == "int8")
     set_blas_threads(config["blas_threads"])  # parallelism comes from movie ranges, not BLAS threads
@@ -55,10 +57,6 @@ def app_from_env():  # type: ignore[no-untyped-def]
 def serve(host: str, port: int, reload_every: float, workers: int, max_batch: int, max_wait_ms: float,
           batch_workers: int, score_threads: int, blas_threads: int, scoring: str) -> None:
     """Serve /users/{id}/recommendations, /movies/{id}/similar, /health and /docs."""
-    import uvicorn
-
-    from movierec_assets.db.migrations import prepare_database
-
     url = prepare_database()
     os.environ[_CONFIG_ENV] = json.dumps({
         "url": url, "reload_every": reload_every, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
