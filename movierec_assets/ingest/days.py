@@ -3,7 +3,8 @@
 Every file is read and validated first (as in raw ingestion, plus: a row dated outside its file's
 day is rejected), so an unreadable file fails the run before the database is touched. Then ONE
 transaction replaces the days: lock them, delete their rows and quarantine rows, COPY the new rows
-in, write the rejects. Re-running a day replaces it; a range of days is one delete and one COPY.
+in, write the rejects, and recompute the touched users' rows of `movielens.user_rated` (rated.py).
+Re-running a day replaces it; a range of days is one delete and one COPY.
 
 Concurrency: each run takes transaction-scoped advisory locks, in one global order (months, then
 days): a shared lock on each month it touches plus an exclusive lock per day, or an exclusive lock
@@ -29,6 +30,7 @@ import polars as pl
 
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import DatabaseUnavailable, adbc_connect, one_line
+from movierec_assets.ingest import rated
 from movierec_assets.ingest.landing import DayFile, LandingError, day_file
 from movierec_assets.ingest.quarantine import write_rejects
 from movierec_assets.ingest.validate import IngestError, ParsedRatings, parse_ratings_file, validate_ratings
@@ -210,6 +212,7 @@ def _write(conn: object, batch: _DayBatch) -> None:
     day_list = _pg_array([d.isoformat() for d in batch.days])
     bulk.execute(conn, "SET LOCAL lock_timeout = '120s'")
     _lock(conn, batch.days)
+    rated.note_users_of_days(conn, day_list)  # the users whose old rows of these days go
     # A join against the day list (hash join for a long list), not `= ANY(array)` per row.
     for table in ("ratings", "rejected_ratings"):
         bulk.execute(conn, _DELETE_SQL[table], [day_list])
@@ -219,6 +222,8 @@ def _write(conn: object, batch: _DayBatch) -> None:
     if batch.rejects:
         for f, rejected in batch.rejects:
             write_rejects(conn, rejected, f.path.name, f.day)
+    rated.note_users_of_days(conn, day_list)  # and those of the new rows
+    rated.refresh_noted_users(conn)  # last: it serialises concurrent loads until they commit
 
 
 def _sqlstate(exc: BaseException) -> str | None:

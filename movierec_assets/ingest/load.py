@@ -4,8 +4,8 @@
 keeping the rows daily partitions added. In one transaction it locks the table (concurrent
 partition loads wait instead of being lost), sets the partition rows aside, drops the keys and
 indexes, truncates, COPYs the history in (ADBC, COPY BINARY), puts the partition rows back and
-rebuilds the keys and indexes in bulk. Under `wal_level=minimal` a COPY into a table truncated in
-the same transaction writes no WAL. A crash at any point rolls everything back: the previous
+rebuilds the keys and indexes in bulk, then `movielens.user_rated` (rated.py). Under
+`wal_level=minimal` a COPY into a table truncated in the same transaction writes no WAL. A crash at any point rolls everything back: the previous
 content stays as it was. Truncating (rather than building a second table and renaming it) keeps
 the table's identity, so views, grants and indexes other migrations add survive a reload.
 """
@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from movierec_assets.db import bulk
+from movierec_assets.ingest import rated
 from movierec_assets.ingest.quarantine import clear_rejects, write_rejects
 from movierec_assets.ingest.validate import IngestError
 
@@ -178,6 +179,7 @@ def replace_history(
         t_index = time.perf_counter()
         _create_ddl(conn, *RATINGS, ddl)
         index_seconds = time.perf_counter() - t_index
+        rated.rebuild(conn)  # movielens.user_rated from the new content, in the same transaction
         clear_rejects(conn, None)
         n_rejected = write_rejects(conn, rejected, source_file, None)
     return LoadStats(

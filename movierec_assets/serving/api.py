@@ -64,6 +64,8 @@ class HealthOut(BaseModel):
     database: str | None = None  # "ok" or "unreachable"; None when users come from memory
     scoring_fallback: str | None = None  # why the model scores in float32 although int8 was asked for
     detail: str | None = None  # what is wrong, when status is not "ok"
+    history_skipped_ids: int | None = None  # rated movies unknown to the served version, skipped in histories
+    history_truncated_users: int | None = None  # histories longer than the model's N, cut to the newest N
 
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many movies to return")]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from movierec_assets.db import bulk
@@ -78,27 +79,77 @@ def current_batch_version(url: str) -> str | None:
     return row[0] if row else None
 
 
-def user_queries(url: str, version: str) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted user ids, their embeddings) from current user features, through the same scaler,
-    user encoder and per-row forward pass as the server (`encode_rows`), so a user's vector, and
-    with it the table's answer, has the same bits as the API's."""
+@dataclass(frozen=True)
+class RatedTable:
+    """Every user_rated row at once: user ids ascending, CSR offsets, movie ids and stars (newest
+    first within a user)."""
+
+    user_ids: np.ndarray
+    indptr: np.ndarray
+    movie_ids: np.ndarray
+    stars: np.ndarray
+
+    def of(self, user_ids: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per user (sorted ids; absent users get nothing): rated movie ids and stars, as views."""
+        pos = np.minimum(np.searchsorted(self.user_ids, user_ids), max(len(self.user_ids) - 1, 0))
+        found = (self.user_ids[pos] == user_ids) if len(self.user_ids) else np.zeros(len(user_ids), bool)
+        lo = np.where(found, self.indptr[pos], 0)
+        hi = np.where(found, self.indptr[np.minimum(pos + 1, len(self.indptr) - 1)], 0)
+        return ([self.movie_ids[a:b] for a, b in zip(lo, hi, strict=True)],
+                [self.stars[a:b] for a, b in zip(lo, hi, strict=True)])
+
+
+def _packed(column: pa.ChunkedArray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """A bytea column of packed 4-byte values: (values, CSR offsets in values)."""
+    col = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary())
+    if len(col) == 0:
+        return np.zeros(0, dtype), np.zeros(1, np.int64)
+    offsets = np.frombuffer(col.buffers()[1], np.int32)[col.offset : col.offset + len(col) + 1].astype(np.int64)
+    data = np.frombuffer(col.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(dtype).astype(dtype.replace(">", "=")), (offsets - offsets[0]) // 4
+
+
+def read_rated(url: str) -> RatedTable:
+    """movielens.user_rated in one bulk read (COPY BINARY): 32M ratings are ~260 MB of bytes."""
+    with adbc_connect(url, autocommit=True) as conn:
+        table = bulk.fetch_arrow(conn, "SELECT user_id, movie_ids, ratings FROM movielens.user_rated ORDER BY user_id")
+    ids, indptr = _packed(table.column("movie_ids"), ">i4")
+    stars, _ = _packed(table.column("ratings"), ">f4")
+    return RatedTable(table.column("user_id").to_numpy().astype(np.int64), indptr, ids.astype(np.int64), stars)
+
+
+def user_queries(url: str, version: str, store: EmbeddingStore,
+                 rated: RatedTable) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted user ids, their embeddings) from current user features and rated movies, through
+    the same scaler, encoder, history rule and per-row forward pass as the server (`encode_rows`,
+    `rated_inputs`), so a user's vector, and with it the table's answer, has the same bits as the
+    API's. Users without ratings are left out when the encoder pools histories (the API gives
+    them the cold-start answer)."""
+    from movierec_assets.serving.history_tower import rated_inputs
     from movierec_assets.serving.state import champion_parts
     from movierec_assets.serving.tower import encode_rows
 
     encoder, scaler = champion_parts(url)(version)
     users = bulk.read_polars(url, "SELECT * FROM features.user_features").sort("user_id")
     ids = users["user_id"].to_numpy().astype(np.int64)
-    return ids, encode_rows(encoder, scaler(users), ids)
+    n = int(getattr(encoder, "history_len", 0))
+    history = None
+    if n:
+        seen, stars = rated.of(ids)
+        has = np.array([len(s) > 0 for s in seen], bool)
+        ids, users = ids[has], users.filter(pl.Series(has))
+        inputs = rated_inputs(store.rows_of, [s for s, h in zip(seen, has, strict=True) if h],
+                              [s for s, h in zip(stars, has, strict=True) if h], n)
+        history = inputs.history
+    return ids, encode_rows(encoder, scaler(users), ids, history=history)
 
 
-def seen_rows(url: str, user_ids: np.ndarray, store: EmbeddingStore) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of every rated movie (as embedding rows) per user row, from one bulk read of the ratings."""
-    with adbc_connect(url, autocommit=True) as conn:
-        ratings = bulk.fetch_arrow(conn, "SELECT user_id, movie_id FROM movielens.ratings")
-    users = ratings.column("user_id").to_numpy().astype(np.int64)
-    movies = store.rows_of(ratings.column("movie_id").to_numpy())
+def seen_rows(rated: RatedTable, user_ids: np.ndarray, store: EmbeddingStore) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of every rated movie (as embedding rows) per user row, from the user_rated table."""
     if len(user_ids) == 0:
         return seen_csr(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    users = np.repeat(rated.user_ids, np.diff(rated.indptr))
+    movies = store.rows_of(rated.movie_ids)
     pos = np.minimum(np.searchsorted(user_ids, users), len(user_ids) - 1)
     keep = (movies >= 0) & (user_ids[pos] == users)  # users without features are not scored
     return seen_csr(pos[keep], movies[keep], len(user_ids))
@@ -148,7 +199,8 @@ def recommend_all(url: str, n: int = 10, progress: Progress | None = None, force
         return RecommendationRun(version, 0, 0, 0.0, skipped="recommendations already use this version")
     start = time.perf_counter()
     store = embeddings.load(url, version)
-    user_ids, queries = user_queries(url, version)
-    table = top_n_table(version, user_ids, store, queries, seen_rows(url, user_ids, store), n, progress)
+    rated = read_rated(url)
+    user_ids, queries = user_queries(url, version, store, rated)
+    table = top_n_table(version, user_ids, store, queries, seen_rows(rated, user_ids, store), n, progress)
     rows = swap_in(url, table)
     return RecommendationRun(version, len(user_ids), rows, time.perf_counter() - start)

@@ -38,14 +38,25 @@ class MemoryStateLoader:
 
 @dataclass
 class MemoryUserSource:
+    """Users in dicts: feature rows, rated movie ids newest first (`seen`) and their stars (`stars`;
+    a user without them has zeros, which only a history-aware encoder would read)."""
+
     columns: list[str]
     features: dict[int, np.ndarray] = field(default_factory=dict)
     seen: dict[int, np.ndarray] = field(default_factory=dict)
+    stars: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def lookup_rated(self, user_id: int) -> tuple[np.ndarray, np.ndarray]:
+        seen = self.seen.get(user_id)
+        if seen is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        stars = self.stars.get(user_id)
+        return seen, np.zeros(len(seen), np.float32) if stars is None else np.asarray(stars, np.float32)
 
     def lookup(self, user_id: int) -> UserData:
         row = self.features.get(user_id)
         frame = None if row is None else pl.DataFrame([row.tolist()], schema=self.columns, orient="row")
-        return UserData(frame, self.seen.get(user_id, np.zeros(0, np.int64)))
+        return UserData(frame, *self.lookup_rated(user_id))
 
 
 def identity_scaler(columns: list[str]):  # type: ignore[no-untyped-def]

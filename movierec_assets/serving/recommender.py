@@ -110,7 +110,8 @@ class Recommender:
 
     # -- queries ----------------------------------------------------------------------------------
     def recommend(self, user_id: Any, n: Any = 10) -> Recommendations:
-        """Top n unseen movies for a user; users without features get popular movies (cold_start)."""
+        """Top n unseen movies for a user; users without features (or, for a history-aware model,
+        without ratings) get popular movies (cold_start)."""
         return _one(self.recommend_many([(user_id, n)])).recommendations()
 
     def similar(self, movie_id: Any, n: Any = 10) -> Recommendations:
@@ -174,6 +175,8 @@ class Recommender:
             "dims": store.dims,
             "scoring": served.scoring,
             "scoring_fallback": served.scoring_fallback,  # why int8 is off on this CPU; None: it is not
+            "history_skipped_ids": served.history.skipped_ids,  # rated movies unknown to this version
+            "history_truncated_users": served.history.truncated_users,  # histories cut to the newest N
         }
 
 

@@ -1,7 +1,8 @@
 """The batched serving path: many users (or movies) answered by one pass over the movie matrix.
 
 For a batch of user requests: one lookup per user (or one for all, when the source can), one
-feature scaling and one tower forward for every user with features, one candidate pass against
+feature scaling and one tower forward (with the history term, history_tower.py) for every user
+with features, one candidate pass against
 all movies (int8, or one float32 GEMM), the seen mask, and the exact re-rank of the candidates
 (`topn.exact_scores`, ties by movie id). Every step gives a user the same bits whatever the batch
 (the tower runs per row, the candidate cut is widened by the pass's proven error bound, the exact
@@ -25,6 +26,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from movierec_assets.serving.history_tower import rated_inputs
 from movierec_assets.serving.quantized import (
     SAFE_LEVELS,
     Int8Index,
@@ -199,29 +201,38 @@ def popular_rows(served: Served, seen_rows: np.ndarray, n: int) -> list[int]:
 def recommend_users(served: Served, users: UserSource, requests: Sequence[tuple[int, int]]) -> list[Answer]:
     """Answers for validated (user_id, n) requests, in order, all from one model version.
 
-    Seen movies are read only when masking: a source may still be fetching them while the tower
-    and the first scoring pass run.
+    One lookup for the batch gives each user's features and rated movies (newest first): the
+    seen-mask and, for a history-aware encoder, the history it pools. Users without features, and
+    (history-aware encoders) users without any rating, get the labelled cold-start answer.
     """
     data = lookup_many(users, [u for u, _ in requests])
-    seen = Once(lambda: seen_rows(served, data.seen))
+    encoder = served.state.encoder
+    n_hist = int(getattr(encoder, "history_len", 0))
+    warm = [i for i, row in enumerate(data.row) if row is not None and (not n_hist or len(data.seen[i]))]
+    use = np.zeros(len(requests), bool)
+    use[warm] = True
+    rated = rated_inputs(served.rows_of, data.seen, data.stars, n_hist, use)
+    if n_hist and served.history.add(rated.skipped, rated.truncated):
+        log.info("model %s: rated movies unknown to its catalogue are skipped in histories (counted in "
+                 "/health)", served.version)
+    seen = (rated.owner, rated.rows)
     answers: list[Answer | None] = [None] * len(requests)
-    warm = [i for i, row in enumerate(data.row) if row is not None]
     if warm and data.features is not None:
         at = [data.row[i] for i in warm]
         frame = data.features if at == list(range(len(data.features))) else data.features[at]  # type: ignore[misc]
         ids = np.array([requests[i][0] for i in warm], dtype=np.int64)
-        queries = encode_rows(served.state.encoder, served.state.scaler(frame), ids)
+        history = None if rated.history is None else (rated.history[0][warm], rated.history[1][warm])
+        queries = encode_rows(encoder, served.state.scaler(frame), ids, history=history)
         finite = np.isfinite(queries).all(axis=1)
         if not finite.all():  # NaN/inf features: never let them reach the scores (or the batch's int8 scale)
             log.warning("users %s have non-finite features; serving them popular movies", ids[~finite].tolist())
             warm, queries = [i for i, ok in zip(warm, finite, strict=True) if ok], queries[finite]
         if warm:
-            for i, answer in zip(warm, _ranked_answers(served, requests, warm, queries, seen), strict=True):
+            for i, answer in zip(warm, _ranked_answers(served, requests, warm, queries, lambda: seen), strict=True):
                 answers[i] = answer
-    for i in sorted(set(range(len(requests))) - set(warm)):  # no (usable) features: popular movies
+    for i in sorted(set(range(len(requests))) - set(warm)):  # cold start: popular movies
         user_id, n = requests[i]
-        owner, rows = seen()
-        answers[i] = Answer(served, True, popular_rows(served, rows[owner == i], n), None, user_id=user_id)
+        answers[i] = Answer(served, True, popular_rows(served, rated.rows[rated.owner == i], n), None, user_id=user_id)
     return answers  # type: ignore[return-value]
 
 
@@ -246,14 +257,6 @@ def _ranked_answers(served: Served, requests: Sequence[tuple[int, int]], warm: l
         answers.append(Answer(served, False, rows[k, :n][found].tolist(), vals[k, :n][found].tolist(),
                               user_id=user_id))
     return answers
-
-
-def seen_rows(served: Served, seen: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Every seen movie of the batch mapped to its row in one search: (request index, movie row),
-    movies unknown to this version dropped."""
-    owner = np.repeat(np.arange(len(seen)), [len(s) for s in seen])
-    rows = served.rows_of(np.concatenate(seen)) if len(owner) else owner
-    return owner[rows >= 0], rows[rows >= 0]
 
 
 def similar_movies(served: Served, requests: Sequence[tuple[int, int]]) -> list[Answer]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from movierec_assets.serving.history_tower import HistoryCounters
 from movierec_assets.serving.quantized import Int8Index
 from movierec_assets.serving.state import ServingState
 from movierec_assets.serving.topn import max_norm, padded_rows
@@ -74,6 +75,7 @@ class Served:
     bias_max: float = 0.0  # candidate passes' error bounds (topn.gemm_tolerance)
     unit_norm: float = 0.0
     scoring_fallback: str | None = None  # why int8 scoring was wanted but is off (/health, logs); None: it is not
+    history: HistoryCounters = field(default_factory=HistoryCounters)  # what served histories dropped
 
     @classmethod
     def build(cls, state: ServingState) -> Served:

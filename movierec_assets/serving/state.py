@@ -102,19 +102,20 @@ def model_stats(url: str, model_path: str) -> pl.DataFrame:
 
 
 def champion_parts(url: str) -> ModelParts:
-    """Loads a registered model's user tower as a fast encoder, and the shared feature scaler."""
+    """Loads a registered model's user tower (and history term) as a fast encoder, and the shared
+    feature scaler."""
 
     def parts(version: str) -> tuple[UserEncoder, Scaler]:
         from movierec_assets.features.scaling import make_scaler
         from movierec_assets.ml import feature_io, registry
-        from movierec_assets.serving.tower import encoder_for
+        from movierec_assets.serving.tower import encoder_for_model
 
         entry = registry.get_version(url, version)
         if entry is None:
             raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
         model = registry.load_model(entry.path)
         stats = model_stats(url, entry.path).filter(pl.col("table_name") == feature_io.USER_TABLE)
-        return encoder_for(model.user_net), make_scaler(stats, feature_io.USER_TABLE)
+        return encoder_for_model(model), make_scaler(stats, feature_io.USER_TABLE)
 
     return parts
 
@@ -144,7 +145,22 @@ class PostgresStateLoader:
 @dataclass(frozen=True)
 class UserData:
     features: pl.DataFrame | None  # the user's one row of features.user_features, or None
-    seen: np.ndarray  # every movie id the user has rated (history and partitions)
+    seen: np.ndarray  # every movie id the user has rated (history and partitions), newest first
+    stars: np.ndarray | None = None  # float32 ratings aligned with `seen`; None: not known
+
+    def stars_or_zeros(self) -> np.ndarray:
+        return np.zeros(len(self.seen), np.float32) if self.stars is None else self.stars
+
+
+# One row per user (sql/007): rated movie ids and stars packed big-endian, newest first.
+USER_RATED = "SELECT movie_ids, ratings FROM movielens.user_rated WHERE user_id = %s"
+
+
+def unpack_rated(ids: bytes | None, stars: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+    """A user_rated row's packed columns as (int64 movie ids, float32 stars)."""
+    if ids is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.frombuffer(ids, ">i4").astype(np.int64), np.frombuffer(stars or b"", ">f4").astype(np.float32)
 
 
 class UserSource(Protocol):
@@ -152,7 +168,8 @@ class UserSource(Protocol):
 
 
 class PostgresUserSource:
-    """Two indexed point queries per request, on one connection per thread."""
+    """Two indexed point queries per request (features, the user_rated row), on one connection per
+    thread."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -179,12 +196,12 @@ class PostgresUserSource:
         conn = self._conn()
         with conn.pipeline():  # both point queries in one round trip
             cur = conn.execute("SELECT * FROM features.user_features WHERE user_id = %s", (user_id,))
-            rated = conn.execute("SELECT movie_id FROM movielens.ratings WHERE user_id = %s", (user_id,))
+            rated = conn.execute(USER_RATED, (user_id,), binary=True)
         row = cur.fetchone()
         names = [d.name for d in cur.description]
-        seen = rated.fetchall()
+        packed = rated.fetchone()
         features = pl.DataFrame([row], schema=names, orient="row") if row else None
-        return UserData(features, np.fromiter((r[0] for r in seen), dtype=np.int64, count=len(seen)))
+        return UserData(features, *unpack_rated(*(packed or (None, None))))
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)

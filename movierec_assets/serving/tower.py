@@ -37,11 +37,12 @@ class UserEncoder(Protocol):
     def encode(self, features: np.ndarray, user_id: int) -> np.ndarray: ...
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Keras' UnitNormalization: x * min(rsqrt(sum x^2), 1/epsilon)."""
+def l2_normalize(x: np.ndarray, epsilon: float = _EPSILON) -> np.ndarray:
+    """Keras' UnitNormalization (epsilon 1e-12) and `ops.normalize` (epsilon 1e-7):
+    x * min(rsqrt(sum x^2), 1/epsilon)."""
     sq = tree_sum(np.square(x).reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], 1)  # per row, batch-proof
     with np.errstate(divide="ignore"):
-        inv = np.minimum(1.0 / np.sqrt(sq), np.float32(1.0 / _EPSILON))
+        inv = np.minimum(1.0 / np.sqrt(sq), np.float32(1.0 / epsilon))
     return (x * inv).astype(np.float32)
 
 
@@ -108,13 +109,22 @@ class KerasEncoder:
         return np.asarray(self.tower(x, training=False), dtype=np.float32)[0]
 
 
-def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray, block: int = 4096) -> np.ndarray:
+def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray, block: int = 4096,
+                history: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(B, d) float32 user embeddings, each row's bits independent of the others: `forward` in
-    blocks when the encoder has one (its products are per row), else `encode` row by row."""
+    blocks when the encoder has one (its products are per row), else `encode` row by row.
+
+    `history`: (movie ids (B, N) int32, -1 padded; stars (B, N) float32) for encoders with a
+    `history_len` (serving/history_tower.py); None is an empty history."""
     forward = getattr(encoder, "forward", None)
     if forward is None:
         return np.stack([encoder.encode(x[i : i + 1], int(u)) for i, u in enumerate(user_ids)])
-    parts = [forward(x[i : i + block], user_ids[i : i + block]) for i in range(0, len(x), block)]
+    if getattr(encoder, "history_len", 0):
+        parts = [forward(x[i : i + block], user_ids[i : i + block],
+                         None if history is None else (history[0][i : i + block], history[1][i : i + block]))
+                 for i in range(0, len(x), block)]
+    else:
+        parts = [forward(x[i : i + block], user_ids[i : i + block]) for i in range(0, len(x), block)]
     return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, 0), np.float32)
 
 
@@ -124,3 +134,14 @@ def encoder_for(tower: Any) -> UserEncoder:
         return NumpyTower.from_keras(tower)
     except UnsupportedTower:
         return KerasEncoder(tower)
+
+
+def encoder_for_model(model: Any) -> UserEncoder:
+    """The user encoder of a trained two-tower: its user tower, plus the history term when the
+    model pools histories (`HistoryEncoder`)."""
+    from movierec_assets.serving.history_tower import HistoryEncoder, HistoryTower
+
+    features = encoder_for(model.user_net)
+    if not getattr(model, "uses_history", False):
+        return features
+    return HistoryEncoder(features, HistoryTower.from_model(model))

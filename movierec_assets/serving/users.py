@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,24 +13,22 @@ from psycopg import sql
 
 from movierec_assets.features.compute import user_feature_columns
 from movierec_assets.serving.memory import MemoryUserSource
-from movierec_assets.serving.state import PostgresUserSource, UserData, UserSource
+from movierec_assets.serving.state import PostgresUserSource, UserData, UserSource, unpack_rated
 
 T = TypeVar("T")
+_NO_IDS = np.zeros(0, np.int64)
+_NO_STARS = np.zeros(0, np.float32)
 
 
 @dataclass(frozen=True)
 class UsersBatch:
-    """A batch's user data: one frame of feature rows, each request's row in it, seen movie ids
-    (possibly still being fetched: reading `seen` waits for them)."""
+    """A batch's user data: one frame of feature rows, each request's row in it, and each request's
+    rated movie ids and stars, newest first (the seen-mask and the history)."""
 
     features: pl.DataFrame | np.ndarray | None  # an array: columns in the scaler's canonical order
     row: list[int | None]  # per requested user: its row in `features`, None without features
-    pending_seen: list[np.ndarray] | Future[list[np.ndarray]]
-
-    @property
-    def seen(self) -> list[np.ndarray]:
-        pending = self.pending_seen
-        return pending.result() if isinstance(pending, Future) else pending
+    seen: list[np.ndarray]  # per requested user: every rated movie id, newest first
+    stars: list[np.ndarray]  # per requested user: float32 stars aligned with `seen`
 
     @classmethod
     def from_users(cls, data: list[UserData]) -> UsersBatch:
@@ -41,7 +38,8 @@ class UsersBatch:
         for d in data:
             rows.append(None if d.features is None else k)
             k += d.features is not None
-        return cls(stack_features(frames) if frames else None, rows, [d.seen for d in data])
+        return cls(stack_features(frames) if frames else None, rows, [d.seen for d in data],
+                   [d.stars_or_zeros() for d in data])
 
 
 def stack_features(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -52,37 +50,42 @@ def stack_features(frames: list[pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(frames, how="vertical_relaxed")
 
 
-# Rated movies come back as packed big-endian int4 bytes read with np.frombuffer, and feature
-# rows as binary tuples straight into one float64 array: Python lists of ids and a polars frame
-# cost ~2 ms of GIL time per 32-user batch, which serialised the server.
-_SEEN = ("SELECT user_id, string_agg(int4send(movie_id), ''::bytea) FROM movielens.ratings "
-         "WHERE user_id = ANY(%s) GROUP BY user_id")
-
-
-def _features_query(columns: list[str]) -> sql.Composed:
-    names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    return sql.SQL("SELECT user_id, {} FROM features.user_features WHERE user_id = ANY(%s)").format(names)
+# One statement, one round trip and one snapshot per batch: each distinct user's feature row
+# (binary tuples straight into one float64 array) and its movielens.user_rated row (packed
+# big-endian bytes read with np.frombuffer). Python lists of ids and a polars frame cost ~2 ms of
+# GIL time per 32-user batch, which serialised the server.
+def _batch_query(columns: list[str]) -> sql.Composed:
+    names = sql.SQL(", ").join(sql.SQL("f.") + sql.Identifier(c) for c in columns)
+    return sql.SQL(
+        "SELECT q.user_id, f.user_id IS NOT NULL, r.movie_ids, r.ratings, {} "
+        "FROM unnest(%s::int[]) AS q(user_id) "
+        "LEFT JOIN features.user_features f ON f.user_id = q.user_id "
+        "LEFT JOIN movielens.user_rated r ON r.user_id = q.user_id"
+    ).format(names)
 
 
 class PostgresBatchUserSource(PostgresUserSource):
-    """`PostgresUserSource` plus `lookup_many`: one query for the batch's feature rows (an array in
-    canonical column order, NULL as NaN) and one, on its own connection and thread, for their
-    rated movies. The second is the slow one (every rating row of every user); the caller runs the
-    user tower and the first scoring pass meanwhile and reads `seen` only to mask."""
+    """`PostgresUserSource` plus `lookup_many`: one indexed lookup per distinct user of the batch,
+    in one statement: its features (an array in canonical column order, NULL as NaN) and its
+    `movielens.user_rated` row. A user's ratings arriving meanwhile (a day load) are seen whole or
+    not at all: the row is rewritten in the loader's transaction."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.columns = user_feature_columns()
-        self._features = _features_query(self.columns)
-        self._seen_thread = ThreadPoolExecutor(1, thread_name_prefix="seen")
+        self._query = _batch_query(self.columns)
 
     def lookup_many(self, user_ids: list[int]) -> UsersBatch:
         distinct = sorted(set(user_ids))
-        seen = self._seen_thread.submit(self._retrying, self._seen, distinct, user_ids)
-        rows = self._retrying(self._feature_rows, distinct)
-        features = np.array([row[1:] for row in rows], dtype=np.float64) if rows else None  # NULL -> NaN
-        at = {row[0]: i for i, row in enumerate(rows)}
-        return UsersBatch(features, [at.get(u) for u in user_ids], seen)
+        rows = self._retrying(self._rows, distinct)
+        warm = [row for row in rows if row[1]]
+        features = np.array([row[4:] for row in warm], dtype=np.float64) if warm else None  # NULL -> NaN
+        at = {row[0]: i for i, row in enumerate(warm)}
+        rated = {row[0]: unpack_rated(row[2], row[3]) for row in rows if row[2] is not None}
+        empty = (_NO_IDS, _NO_STARS)
+        per_user = [rated.get(u, empty) for u in user_ids]
+        return UsersBatch(features, [at.get(u) for u in user_ids], [p[0] for p in per_user],
+                          [p[1] for p in per_user])
 
     def _retrying(self, query: Callable[..., T], *args: Any) -> T:
         try:
@@ -91,14 +94,8 @@ class PostgresBatchUserSource(PostgresUserSource):
             self._drop()  # a broken connection (server restart): reconnect once
             return query(*args)
 
-    def _feature_rows(self, distinct: list[int]) -> list[tuple[Any, ...]]:
-        return self._conn().execute(self._features, (distinct,), binary=True).fetchall()
-
-    def _seen(self, distinct: list[int], user_ids: list[int]) -> list[np.ndarray]:
-        rated = self._conn().execute(_SEEN, (distinct,), binary=True).fetchall()  # one row per user
-        seen = {user_id: np.frombuffer(blob, dtype=">i4").astype(np.int64) for user_id, blob in rated}
-        empty = np.zeros(0, np.int64)
-        return [seen.get(u, empty) for u in user_ids]
+    def _rows(self, distinct: list[int]) -> list[tuple[Any, ...]]:
+        return self._conn().execute(self._query, (distinct,), binary=True).fetchall()
 
 
 class MemoryBatchUserSource(MemoryUserSource):
@@ -109,8 +106,8 @@ class MemoryBatchUserSource(MemoryUserSource):
         known = [u for u in dict.fromkeys(user_ids) if u in self.features]
         rows = np.stack([self.features[u] for u in known]) if known else None
         at = {u: i for i, u in enumerate(known)}
-        empty = np.zeros(0, np.int64)
-        return UsersBatch(rows, [at.get(u) for u in user_ids], [self.seen.get(u, empty) for u in user_ids])
+        data = [self.lookup_rated(u) for u in user_ids]
+        return UsersBatch(rows, [at.get(u) for u in user_ids], [d[0] for d in data], [d[1] for d in data])
 
 
 def lookup_many(users: UserSource, user_ids: list[int]) -> UsersBatch:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
+from movierec_assets.ingest import rated
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets_tests.serving.helpers import assert_same_answer
 
@@ -61,6 +62,7 @@ def load_world(url: str) -> None:
         bulk.ingest(conn, "movielens", "movies", MOVIES)
         bulk.ingest(conn, "movielens", "ratings", pl.concat([history, partition]))
         conn.commit()
+    rated.rebuild_all(url)  # written directly: the loaders would keep movielens.user_rated
     users = features.compute_user_features(history.lazy(), MOVIES.lazy())
     movies = features.compute_movie_features(history.lazy(), MOVIES.lazy(), None)
     features.write_user_features(url, users)
@@ -109,6 +111,15 @@ def metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 
 def seen_by(user: int) -> set[int]:
     return {m for u, m, _ in HISTORY + PARTITION if u == user}
+
+
+def newest_first(user: int) -> list[int]:
+    """The user's rated movies, newest first (rows are a minute apart in list order, days later)."""
+    return [m for u, m, _ in reversed(HISTORY + PARTITION) if u == user]
+
+
+def stars_of(user: int) -> dict[int, float]:
+    return {m: r for u, m, r in HISTORY + PARTITION if u == user}
 
 
 @pytest.fixture
@@ -220,8 +231,9 @@ def test_movie_embeddings_is_requested_after_trained_model_updates(pg_url: str) 
 
 
 def test_batch_lookup_agrees_with_the_per_user_lookup(world: str) -> None:
-    """Packed rows read back exactly: features in canonical order (NULL as NaN), seen sets with
-    history and partition ratings; unknown and repeated users keep their places."""
+    """Packed rows read back exactly: features in canonical order (NULL as NaN), rated movies and
+    stars newest first with history and partition ratings; unknown and repeated users keep their
+    places."""
     from movierec_assets.serving.users import PostgresBatchUserSource
 
     with connect(world) as conn, conn.transaction():
@@ -233,7 +245,8 @@ def test_batch_lookup_agrees_with_the_per_user_lookup(world: str) -> None:
     assert batch.row[0] == batch.row[4]
     for i, user in enumerate(ids):
         one = source.lookup(user)
-        assert set(batch.seen[i].tolist()) == set(one.seen.tolist()) == seen_by(user)
+        assert batch.seen[i].tolist() == one.seen.tolist() == newest_first(user)
+        assert batch.stars[i].tolist() == one.stars.tolist() == [stars_of(user)[m] for m in newest_first(user)]
         if one.features is not None:
             expected = one.features.select(source.columns).cast(pl.Float64).to_numpy()[0]
             np.testing.assert_array_equal(batch.features[batch.row[i]], expected)  # type: ignore[index]
