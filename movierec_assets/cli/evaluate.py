@@ -92,8 +92,8 @@ def render_table(table: Any) -> str:
     counts = []
     for c in cols:
         cell = [r for r in rows if (r["dataset"], r["protocol"], r["group"]) == c]
-        counts.append(f"{max(r['n_ranked_users'] for r in cell)} queries, {max(r['n_events'] for r in cell)} events")
-    lines.append(f"{'counts':<{width}}" + "".join(f"{s:<22}" for s in counts))
+        counts.append(f"{max(r['n_ranked_users'] for r in cell)} q, {max(r['n_events'] for r in cell)} ev")
+    lines.append(f"{'queries, events':<{width}}" + "".join(f"{s:<22}" for s in counts))
     return "\n".join(lines)
 
 
