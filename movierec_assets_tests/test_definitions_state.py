@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import dagster as dg
+import pytest
 
 from movierec_assets.assets.ingest import IngestConfig, raw_movies, raw_ratings
 from movierec_assets.definitions import build_definitions
@@ -51,3 +54,21 @@ def test_definitions_load_from_the_decorated_entry_point() -> None:
     defs = movierec_assets.defs()
     assert isinstance(defs, dg.Definitions)
     dg.Definitions.validate_loadable(defs)
+
+
+def test_generating_the_synthetic_default_does_not_change_the_definitions(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MOVIEREC_DATA_DIR: raw_ratings generates the synthetic default, whose split the
+    definitions already used before it existed."""
+    home = traversable_tmpdir("movierec-state-default-")
+    monkeypatch.setenv("MOVIEREC_HOME", str(home))
+    monkeypatch.delenv("MOVIEREC_DATA_DIR", raising=False)
+    settings = Settings.from_env()
+    before = _snapshot(build_definitions(settings))
+    result = dg.materialize([raw_movies, raw_ratings], resources={"postgres": PostgresResource()})
+    assert result.success and (settings.default_dataset / "ratings.csv").is_file()
+    split._MEMO.clear()
+    assert _snapshot(build_definitions(settings)) == before
+    cutoff = result.asset_materializations_for_node("raw_ratings")[0].metadata["cutoff_day"].value
+    assert before["partitions"][0] == (date.fromisoformat(cutoff) + timedelta(days=1)).isoformat()
