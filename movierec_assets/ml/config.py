@@ -42,13 +42,13 @@ class ModelConfig:
     history_rating_weight: bool = True
     # Training only: the share of examples whose history is hidden, so the features-only path
     # (cold users, serving without histories) stays trained.
-    history_dropout: float = 0.1
+    history_dropout: float = 0.5
     # Sampled softmax: in-batch negatives (logQ-corrected) plus `uniform_negatives` random movies.
     retrieval_weight: float = 0.1
     temperature: float = 0.05
     retrieval_rows: int = 1024
     uniform_negatives: int = 512
-    positive_min_rating: float = 0.0  # retrieval positives: every rated movie (0) or liked ones (4)
+    positive_min_rating: float = 4.0  # retrieval positives: liked movies (4 stars+), or every rated one (0)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -75,7 +75,7 @@ class TrainConfig(ModelConfig):
     ranking_prior: bool = True
     # Training histories end up to this share of the user's earlier ratings before the event
     # (random per example), as at evaluation and serving, where one history predicts many ratings.
-    history_gap: float = 0.25
+    history_gap: float = 0.0
     val_fraction: float = 0.1
     patience: int = 10  # early stopping; best val_loss weights are restored either way
     seed: int = 42
