@@ -116,3 +116,20 @@ def step_pid_when_started(instance: dg.DagsterInstance, run_id: str, step_key: s
         if event is not None and event.step_key == step_key and event.pid is not None:
             return int(event.pid)
     return None
+
+
+def step_dispatch_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Per step, seconds from dagster-celery's "Submitting celery task" event to the step's
+    STEP_START on a worker: the broker round trip, the queue wait and the worker's job rebuild."""
+    submitted: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for record in instance.get_records_for_run(run_id, limit=100_000).records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.ENGINE_EVENT and (entry.message or "").startswith("Submitting"):
+            submitted[event.step_key] = entry.timestamp
+        elif event.event_type == dg.DagsterEventType.STEP_START and event.step_key in submitted:
+            out[event.step_key] = round(entry.timestamp - submitted[event.step_key], 3)
+    return out

@@ -131,3 +131,42 @@ def test_two_workers_train_one_model(tmp_path: Path) -> None:
     assert chief["loss"] == other["loss"]
     assert (tmp_path / "run" / "checkpoints" / "last.keras").is_file()
     assert (tmp_path / "run" / "worker-1" / "checkpoints" / "last.keras").is_file()
+
+
+EQUIVALENCE_CHILD = Path(__file__).with_name("equivalence_child.py")
+# Stated tolerance: the 2-worker model must pass the champion gate against the 1-worker model (holdout
+# RMSE at most 1% worse, NDCG@10 at most 2% worse: JobConfig's gate_tolerance / ndcg_tolerance), and
+# the two may not differ by more than 15% on either metric. They are not identical: each worker takes
+# its own batch per step (auto-sharding by batch), so 2 workers see twice the examples per epoch.
+GATE_RMSE, GATE_NDCG, MAX_APART = 0.01, 0.02, 0.15
+
+
+def _equivalence_run(tmp: Path, n: int, epochs: int) -> list[dict]:
+    ports = _free_ports(n)
+    procs = []
+    for i in range(n):
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", distribute.STRATEGY_ENV)}
+        if n > 1:
+            env[distribute.STRATEGY_ENV] = "multi_worker"
+            env["TF_CONFIG"] = _tf_config(ports, i)
+        out = tmp / f"eq-{n}-{i}.json"
+        procs.append((subprocess.Popen([sys.executable, str(EQUIVALENCE_CHILD), str(tmp / f"eq-run-{n}"), str(out),
+                                        str(epochs)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True), out))
+    return [_result(p, o) for p, o in procs]
+
+
+@pytest.mark.slow
+def test_two_workers_reach_the_single_worker_quality(tmp_path: Path) -> None:
+    """Same planted data, seed and training defaults (TrainConfig()): 1 worker, then 2
+    MultiWorkerMirroredStrategy workers; holdout RMSE and NDCG@10 from the chief's holdout report."""
+    from movierec_assets.ml.config import TrainConfig
+
+    epochs = TrainConfig().epochs
+    single = _equivalence_run(tmp_path, 1, epochs)[0]
+    chief, other = _equivalence_run(tmp_path, 2, epochs)
+    assert chief["replicas"] == 2 and chief["chief"] and not other["chief"]
+    assert chief["val_rmse"] == other["val_rmse"]  # one model on both workers
+    one, two = (single["holdout_rmse"], single["ndcg_at_10"]), (chief["holdout_rmse"], chief["ndcg_at_10"])
+    assert two[0] <= one[0] * (1 + GATE_RMSE) and two[1] >= one[1] * (1 - GATE_NDCG), (one, two)
+    assert abs(two[0] - one[0]) <= MAX_APART * one[0] and abs(two[1] - one[1]) <= MAX_APART * one[1], (one, two)
