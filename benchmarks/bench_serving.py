@@ -4,10 +4,12 @@ Run: `python -m benchmarks.bench_serving [--backend postgres|memory] [--users 20
 [--http-seconds 10] [--repeats 3] [--rates 500,1000,2000] [--workers 1] [--skip inproc,http,batch]
 [--scoring int8|float32] [--reuse-db]` (`--reuse-db` with $BENCH_SERVING_HOME keeps the database).
 
-1. In-process top 10 for one user through `Recommender.recommend`: user lookup (PostgreSQL
-   queries, or memory), feature scaling, the user tower's forward pass (numpy replay of a
-   [256, 128] -> 64 tower), the int8 pass over every movie, the seen mask and the exact float64
-   re-rank. Ceiling: the bare int8 pass on the same movie ranges and threads (also reported: a
+1. In-process top 10 for one user through `Recommender.recommend`: user lookup (one PostgreSQL
+   statement: the features row and the movielens.user_rated row; or memory), feature scaling, the
+   history (unknown ids skipped, newest 50 of ~SEEN_MEAN heavy-tailed ratings) and the
+   history-aware user tower (numpy replay of a [256, 128] -> 64 tower plus the pooled ID
+   embeddings' [128] -> 64 history net), the int8 pass over every movie, the seen mask and the
+   exact float64 re-rank. Ceiling: the bare int8 pass on the same movie ranges and threads (also reported: a
    bare float32 `E @ u` + `np.argpartition`, the work the int8 pass replaces). Also
    `recommend_many` on batches of 16, 50 and 128 users (what the HTTP batcher runs).
 2. HTTP: uvicorn (uvloop, httptools) serving the same Recommender in its own process, requests
@@ -40,6 +42,8 @@ N_MOVIES = 87_585
 DIMS = 64
 TOWER = [256, 128]
 SEEN_MEAN = 160  # ml-32m: 32M ratings / 200k users
+HISTORY_LEN, ID_DIM, HISTORY_LAYERS = 50, 32, [128]  # ml/config.py's defaults
+VOCAB_SHARE = 0.6  # movies with an ID row (>= 5 training ratings; ~half of ml-32m's movies)
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
 SEED = 20240601
 
@@ -51,14 +55,22 @@ def feature_columns() -> list[str]:
 
 
 def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-untyped-def]
-    """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies)."""
-    from movierec_assets.serving.memory import MemoryStateLoader, random_state, random_tower
+    """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies, with
+    stars), served through a history-aware encoder of the model's default shape."""
+    from movierec_assets.serving.memory import (
+        MemoryStateLoader,
+        random_history_encoder,
+        random_state,
+        random_tower,
+    )
     from movierec_assets.serving.users import MemoryBatchUserSource
 
     rng = np.random.default_rng(SEED)
     columns = feature_columns()
     movie_ids = np.arange(1, n_movies + 1, dtype=np.int64)
-    tower = random_tower(rng, len(columns), TOWER, DIMS)
+    vocab = movie_ids[: int(n_movies * VOCAB_SHARE)]
+    tower = random_history_encoder(rng, random_tower(rng, len(columns), TOWER, DIMS), vocab, ID_DIM,
+                                   HISTORY_LAYERS, HISTORY_LEN)
     # A ranking prior like a trained model's (a scaled log-count term), so serving pays for it.
     prior = (0.1 * rng.standard_normal(n_movies)).astype(np.float32)
     state = random_state("bench", movie_ids, DIMS, tower, columns, rng, prior)
@@ -68,6 +80,7 @@ def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-unty
     for u in range(n_users):
         users.features[u + 1] = feats[u]
         users.seen[u + 1] = rng.integers(1, n_movies + 1, counts[u])
+        users.stars[u + 1] = (rng.integers(1, 11, counts[u]) / 2).astype(np.float32)
     loader = MemoryStateLoader()
     loader.publish(state)
     return loader, users, counts
@@ -76,12 +89,14 @@ def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-unty
 def build_postgres(url: str, n_users: int) -> str:
     """The real thing at ml-32m shape: a registered champion (the model's own [256,128]->64 towers,
     untrained), its random embeddings for 87,585 movies, random user/movie features, movies and
-    ratings (~SEEN_MEAN per user, heavy-tailed). Returns the model version."""
+    ratings (~SEEN_MEAN per user, heavy-tailed) and movielens.user_rated built from them (timed).
+    The champion pools histories (ml/config.py's shape). Returns (model version, setup facts)."""
     import polars as pl
 
     from movierec_assets import features
     from movierec_assets.db import bulk
     from movierec_assets.db.connect import adbc_connect, connect
+    from movierec_assets.ingest import rated
     from movierec_assets.ml import feature_io, registry, two_tower
     from movierec_assets.serving import embeddings
     from movierec_assets.serving.tower import l2_normalize
@@ -115,9 +130,16 @@ def build_postgres(url: str, n_users: int) -> str:
         bulk.ingest(conn, "movielens", "movies", movies)
         bulk.ingest(conn, "movielens", "ratings", ratings)
         conn.commit()
+    t = time.perf_counter()
+    rated.rebuild_all(url)  # what the history swap does in its transaction
+    rebuild_seconds = time.perf_counter() - t
     with connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE movielens.ratings")
-    model = two_tower.build_model(len(ucols), len(mcols), user_layers=TOWER, movie_layers=TOWER, embedding=DIMS)
+        conn.execute("VACUUM ANALYZE movielens.user_rated")
+    vocab = np.arange(1, int(N_MOVIES * VOCAB_SHARE) + 1)
+    model = two_tower.build_model(len(ucols), len(mcols), user_layers=TOWER, movie_layers=TOWER, embedding=DIMS,
+                                  movie_vocab=vocab, history_len=HISTORY_LEN, id_dim=ID_DIM,
+                                  history_layers=HISTORY_LAYERS)
     version = registry.new_version()
     folder = registry.version_dir(version)
     folder.mkdir(parents=True)
@@ -130,7 +152,7 @@ def build_postgres(url: str, n_users: int) -> str:
     store = embeddings.EmbeddingStore.build(version, movies_f["movie_id"].to_numpy(), matrix, bias=prior)
     npy = embeddings.write_npy(embeddings.npy_dir_for(folder), store)
     embeddings.write_db(url, store, npy, None)
-    return version
+    return version, {"ratings": len(user_col), "user_rated_rebuild_seconds": rebuild_seconds}
 
 
 def existing_champion(url: str) -> str | None:
@@ -167,7 +189,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
+    from movierec_assets.serving.history_tower import rated_inputs
     from movierec_assets.serving.recommender import Recommender, from_database
+    from movierec_assets.serving.tower import encode_rows
 
     if url:
         rec = from_database(url, reload_every=3600)
@@ -207,15 +231,21 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
                      served.ep.shape[0], 0)
             int8.append(time.perf_counter() - t)
     tower = []
-    row = users.lookup(1).features
+    one = users.lookup(1)
+    n_hist = int(getattr(state.encoder, "history_len", 0))
     for _ in range(requests):
         t = time.perf_counter()
-        state.encoder.encode(state.scaler(row), 1)
+        x = state.scaler(one.features)
+        if n_hist:  # the history from the user's rated movies (skip unknown, newest N) and its pooling
+            history = rated_inputs(served.rows_of, [one.seen], [one.stars_or_zeros()], n_hist).history
+            encode_rows(state.encoder, x, np.array([1]), history=history)
+        else:
+            encode_rows(state.encoder, x, np.array([1]))
         tower.append(time.perf_counter() - t)
     lookups = []
-    for u in ids[:500]:
+    for u in ids[:500]:  # what a batch of one runs: features and rated movies in one statement
         t = time.perf_counter()
-        users.lookup(int(u))
+        users.lookup_many([int(u)])
         lookups.append(time.perf_counter() - t)
     batched = {}
     for size in (16, 50, 128):
@@ -226,7 +256,8 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
             rec.recommend_many(batch)
             times.append(time.perf_counter() - t)
         batched[str(size)] = {**percentiles(times), "users_per_second": size / float(np.median(times))}
-    out = {"backend": "postgres" if url else "memory", "encoder": type(state.encoder).__name__, "batched": batched,
+    out = {"backend": "postgres" if url else "memory", "encoder": type(state.encoder).__name__,
+           "history_len": n_hist, "user_1_ratings": len(one.seen), "batched": batched,
            "recommend": percentiles(full), "ceiling_matvec_argpartition": percentiles(ceiling),
            "ceiling_int8_pass": percentiles(int8) if int8 else None,
            "scale_and_tower": percentiles(tower), "user_lookup": percentiles(lookups)}
@@ -256,9 +287,32 @@ def bench_batch(n_users: int) -> dict:
     for start in range(0, n_users, 256):
         queries[start : start + 256] @ et
     matmul = time.perf_counter() - t
+    encode = bench_encode_all(rng, seen)
     return {"users": n_users, "seconds": total, "users_per_second": n_users / total,
             "ceiling_bare_matmul_seconds": matmul, "ratio": matmul / total,
-            "ratings_masked": int(len(user_rows))}
+            "ratings_masked": int(len(user_rows)), "encode_with_history_seconds": encode,
+            "seconds_with_encode": total + encode}
+
+
+def bench_encode_all(rng: np.random.Generator, seen: tuple[np.ndarray, np.ndarray]) -> float:
+    """Seconds to build every user's history (newest 50 of its rated movies) and run the
+    history-aware user tower over all of them, as recommend_all does before the top-N pass."""
+    from movierec_assets.serving.history_tower import rated_inputs
+    from movierec_assets.serving.memory import random_history_encoder, random_tower
+    from movierec_assets.serving.tower import encode_rows
+
+    indptr, movie_rows = seen
+    n_users, columns = len(indptr) - 1, len(feature_columns())
+    encoder = random_history_encoder(rng, random_tower(rng, columns, TOWER, DIMS),
+                                     np.arange(1, int(N_MOVIES * VOCAB_SHARE) + 1), ID_DIM, HISTORY_LAYERS,
+                                     HISTORY_LEN)
+    x = rng.standard_normal((n_users, columns)).astype(np.float32)
+    stars = (rng.integers(1, 11, len(movie_rows)) / 2).astype(np.float32)
+    t = time.perf_counter()
+    cuts = indptr[1:-1]
+    inputs = rated_inputs(lambda ids: ids - 1, np.split(movie_rows + 1, cuts), np.split(stars, cuts), HISTORY_LEN)
+    encode_rows(encoder, x, np.arange(n_users), history=inputs.history)
+    return time.perf_counter() - t
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
@@ -386,7 +440,8 @@ def table(results: dict) -> str:
             lines.append(_row(f"HTTP 50 clients, open loop {run['target_rate']:.0f} req/s", run["p50_ms"],
                               run["p99_ms"], f"({run['requests_per_second']:.0f} req/s, {run['errors']} errors)"))
     if b := results.get("batch"):
-        lines.append(f"batch top10 for {b['users']} users: {b['seconds']:.1f} s (target <= 120 s); bare matmul "
+        lines.append(f"batch top10 for {b['users']} users: {b['seconds']:.1f} s + {b['encode_with_history_seconds']:.1f} s "
+                     f"histories and user tower (target <= 120 s); bare matmul "
                      f"{b['ceiling_bare_matmul_seconds']:.1f} s, ratio {b['ratio']:.2f}")
     return "\n".join(lines)
 
@@ -436,7 +491,10 @@ def main() -> None:
     if args.backend == "postgres":
         url = postgres_server()
         t = time.perf_counter()
-        results["model_version"] = (existing_champion(url) if args.reuse_db else None) or build_postgres(url, args.users)
+        version = existing_champion(url) if args.reuse_db else None
+        if version is None:
+            version, results["setup"] = build_postgres(url, args.users)
+        results["model_version"] = version
         results["setup_seconds"] = time.perf_counter() - t
     if "inproc" not in skip:
         results["in_process"] = bench_in_process(args.users, args.requests, url)

@@ -4,9 +4,9 @@
 (`NumpyTower`, or the Keras fallback), plus the history term of `history_vector`: the newest N
 rated movies' ID rows (the movie tower's own table, looked up in the model's vocabulary; movies
 without a row and padding are masked), their mean and rating-centred mean, the log count, the
-small history net, zero without a usable history; then `ops.normalize(u + h)`. Every sum over a
-row is a fixed binary tree (`tree_sum`) and every product is per row, so a user's vector has the
-same bits alone and in any batch (the rule of tower.py).
+small history net, zero without a usable history; then `ops.normalize(u + h)`. Sums over a row
+are a fixed binary tree (`tree_sum`) or exact (counts), and the pools are one same-shaped product
+per row, so a user's vector has the same bits alone and in any batch (the rule of tower.py).
 
 `rated_inputs` turns a batch's rated movies (newest first, as `movielens.user_rated` stores them)
 into the seen-mask pairs and the history inputs of ml/history.py's interface: ids unknown to the
@@ -61,24 +61,19 @@ class HistoryTower:
         rows = self.id_rows(movie_ids[:, :n])
         ratings = np.asarray(stars[:, :n], np.float32)
         mask = (rows > 0).astype(np.float32)
-        count = tree_sum(mask)
+        count = mask.sum(axis=1)  # whole numbers: exact in any order
         inv = (np.float32(1.0) / np.maximum(count, np.float32(1.0)))[:, None]
         centred = (ratings - tree_sum(ratings * mask)[:, None] * inv) * mask
         if not self.rating_weight:
             centred = centred * np.float32(0.0)
-        emb = self.table[rows]  # (B, N, id_dim)
+        # Both pools in one (2, N) x (N, id_dim) product per row: same shape for every row, so the
+        # same bits alone and in any batch (as NumpyTower's per-row products).
+        pools = np.stack([mask, centred], axis=1) @ self.table[rows]  # (B, 2, id_dim)
         pooled = np.concatenate([
-            _row_sums(emb * mask[:, :, None]) * inv,
-            _row_sums(emb * centred[:, :, None]) * inv,
+            pools.reshape(len(rows), -1) * np.repeat(inv, 2 * self.table.shape[1], axis=1),
             (np.log1p(count) / np.float32(np.log1p(n)))[:, None].astype(np.float32),
         ], axis=1)
         return self.net.forward(pooled) * (count > 0).astype(np.float32)[:, None]
-
-
-def _row_sums(x: np.ndarray) -> np.ndarray:
-    """(B, N, D) -> (B, D): sums over N by tree_sum, per row."""
-    b, n, d = x.shape
-    return tree_sum(np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(b * d, n)).reshape(b, d)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from movierec_assets.serving.embeddings import EmbeddingStore
+from movierec_assets.serving.history_tower import HistoryEncoder, HistoryTower
 from movierec_assets.serving.state import Catalog, ServingState, UserData, unit_rows
 from movierec_assets.serving.tower import NumpyTower, UserEncoder, l2_normalize
 
@@ -77,6 +78,18 @@ def random_tower(rng: np.random.Generator, n_features: int, layers: list[int], d
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
     )
     return NumpyTower(dense)
+
+
+def random_history_encoder(rng: np.random.Generator, features: NumpyTower, vocab: np.ndarray, id_dim: int,
+                           layers: list[int], history_len: int) -> HistoryEncoder:
+    """`features` plus a random history term of the model's shape (ID table over `vocab`, the
+    history net's ReLU stack and linear output, as wide as the feature tower's output)."""
+    dims = features.layers[-1][0].shape[1]
+    table = (0.05 * rng.standard_normal((len(vocab) + 1, id_dim))).astype(np.float32)
+    net = random_tower(rng, 2 * id_dim + 1, layers, dims)
+    history = HistoryTower(np.sort(np.asarray(vocab, np.int32)), table, NumpyTower(net.layers, normalize=False),
+                           history_len)
+    return HistoryEncoder(features, history)
 
 
 def random_state(version: str, movie_ids: np.ndarray, dims: int, encoder: UserEncoder, columns: list[str],
