@@ -180,6 +180,9 @@ def main() -> None:
         print(json.dumps(result["training"], indent=1))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    kept = old.get(result["pipeline"]["dataset"], {})
+    if "training" not in result and "training" in kept:  # --training-epochs 0 keeps the last measurement
+        result["training"] = kept["training"]
     old[result["pipeline"]["dataset"]] = result
     RESULTS.write_text(json.dumps(old, indent=1) + "\n")
 

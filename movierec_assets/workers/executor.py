@@ -25,21 +25,22 @@ class MovierecCeleryExecutor(CeleryExecutor):
 
     def execute(self, plan_context: Any, execution_plan: Any) -> Any:
         check_broker(self.broker)
-        workers = ping_workers(self.broker, WORKER_PING_S)
+        workers = ping_workers(self.broker, WORKER_PING_S, limit=1)  # returns on the first reply
         if not workers:
             raise BrokerError(f"no Celery worker answers on the broker {redact(self.broker)} ({ENV_BROKER_URL}) "
                               f"within {WORKER_PING_S:.0f} s: start them with `movierec workers start`")
-        plan_context.log.info(f"celery: {len(workers)} worker(s) on {redact(self.broker)}: {', '.join(workers)}")
+        plan_context.log.info(f"celery: worker {workers[0]} answers on {redact(self.broker)}")
         return super().execute(plan_context, execution_plan)
 
 
-def ping_workers(url: str, timeout_s: float) -> list[str]:
-    """The names of the workers that answer a ping on the broker at `url`."""
+def ping_workers(url: str, timeout_s: float, limit: int | None = None) -> list[str]:
+    """The names of the workers that answer a ping on the broker at `url` within `timeout_s`
+    (returning as soon as `limit` have answered)."""
     from dagster_celery.make_app import make_app
 
     app = make_app({"broker": url, "backend": "rpc://"})
     try:
-        replies = app.control.ping(timeout=timeout_s) or []
+        replies = app.control.ping(timeout=timeout_s, limit=limit) or []
     finally:
         app.close()
     return sorted(name for reply in replies for name in reply)

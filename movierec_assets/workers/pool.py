@@ -132,7 +132,8 @@ class WorkerPool:
                 name, log = failed[0]
                 tail = log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"worker {name} exited at start (log {log}):\n{tail}")
-            answering = ping_workers(url, 1.0) if all(pf.exists() for _, _, pf, _ in started) else []
+            ready = all(pf.exists() for _, _, pf, _ in started)
+            answering = ping_workers(url, 1.0, limit=len(started)) if ready else []
             if all(any(a.startswith(n + "@") for a in answering) for n, *_ in started):
                 return [Worker(n, int(pf.read_text().strip()), p.pid, str(log)) for n, p, pf, log in started]
             if time.monotonic() > deadline:
