@@ -14,7 +14,6 @@ movielens.ratings first, then movielens.user_rated.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from movierec_assets.db import bulk
@@ -32,7 +31,7 @@ _DAYS = "unnest($1::date[]) AS d(day)"
 
 def rebuild(conn: Any, work_mem: str = "256MB") -> None:
     """Inside the caller's transaction (which holds movielens.ratings): every user's row anew."""
-    bulk.execute(conn, f"SET LOCAL work_mem = '{_checked_memory(work_mem)}'")
+    bulk.execute(conn, "SELECT set_config('work_mem', $1, true)", [work_mem])  # SET LOCAL, bound
     bulk.execute(conn, "TRUNCATE movielens.user_rated")
     bulk.execute(conn, _INSERT + _AGGREGATE.format(join=""))
 
@@ -74,9 +73,3 @@ def rebuild_all(url: str) -> None:
     with bulk.transaction(url) as conn:
         bulk.execute(conn, "LOCK TABLE movielens.ratings IN SHARE MODE")
         rebuild(conn)
-
-
-def _checked_memory(value: str) -> str:
-    if not re.fullmatch(r"\d+(kB|MB|GB)", value):
-        raise ValueError(f"work_mem must look like '256MB', got {value!r}")
-    return value
