@@ -42,7 +42,7 @@ N_MOVIES = 87_585
 DIMS = 64
 TOWER = [256, 128]
 SEEN_MEAN = 160  # ml-32m: 32M ratings / 200k users
-HISTORY_LEN, ID_DIM, HISTORY_LAYERS = 50, 32, [128]  # ml/config.py's defaults
+HISTORY_LEN, ID_DIM, HISTORY_LAYERS = 50, 32, [128]  # the tested history shape (config.py: history_len 0 is its default now)
 VOCAB_SHARE = 0.6  # movies with an ID row (>= 5 training ratings; ~half of ml-32m's movies)
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
 SEED = 20240601
@@ -56,7 +56,7 @@ def feature_columns() -> list[str]:
 
 def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-untyped-def]
     """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies, with
-    stars), served through a history-aware encoder of the model's default shape."""
+    stars), served through a history-aware encoder (HISTORY_LEN of the ID rows)."""
     from movierec_assets.serving.memory import (
         MemoryStateLoader,
         random_history_encoder,
@@ -90,7 +90,7 @@ def build_postgres(url: str, n_users: int) -> str:
     """The real thing at ml-32m shape: a registered champion (the model's own [256,128]->64 towers,
     untrained), its random embeddings for 87,585 movies, random user/movie features, movies and
     ratings (~SEEN_MEAN per user, heavy-tailed) and movielens.user_rated built from them (timed).
-    The champion pools histories (ml/config.py's shape). Returns (model version, setup facts)."""
+    The champion pools histories (HISTORY_LEN). Returns (model version, setup facts)."""
     import polars as pl
 
     from movierec_assets import features
