@@ -56,7 +56,7 @@ def feature_columns() -> list[str]:
 
 def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-untyped-def]
     """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies, with
-    stars), served through a history-aware encoder (HISTORY_LEN of the ID rows)."""
+    stars), served through a history-aware encoder (pools the newest HISTORY_LEN rated movies)."""
     from movierec_assets.serving.memory import (
         MemoryStateLoader,
         random_history_encoder,
