@@ -139,7 +139,8 @@ def test_sigkill_of_a_worker_mid_day_load(stack: tuple[Stack, date], fault: Faul
 def test_a_broker_down_at_launch_is_a_clear_error(stack: tuple[Stack, date], fault: FaultRecord,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     s, day = stack
-    idle = LocalRedis(traversable_tmpdir("movierec-idle-broker-"))  # a broker no worker listens to
+    idle_home = traversable_tmpdir("movierec-idle-broker-")
+    idle = LocalRedis(idle_home)  # a broker no worker listens to
     url = idle.ensure_running()
     monkeypatch.setenv("MOVIEREC_BROKER_URL", url)
     password = url.split(":")[2].split("@")[0]
@@ -157,3 +158,4 @@ def test_a_broker_down_at_launch_is_a_clear_error(stack: tuple[Stack, date], fau
             fault.note(f"{name}: the run failed after {outcome.seconds:.1f}s: {line.strip()[:200]}")
     finally:
         idle.stop()
+        shutil.rmtree(idle_home, ignore_errors=True)
