@@ -46,9 +46,15 @@ class IncrementalFeatures:
             raise ValueError(f"ratings after as_of={as_of.isoformat()} were added; features would leak them")
         return now
 
-    def user_features(self, as_of: datetime | None = None) -> pl.DataFrame:
-        """Same as `compute_user_features(all added ratings, movies, as_of)`."""
-        return user_features_from_sums(self._acc.user_sums(), self._now_us(as_of))
+    def user_features(self, as_of: datetime | None = None, users: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Same as `compute_user_features(all added ratings, movies, as_of)`; with `users` (a
+        user_id column), only their rows, exactly as computing over only their ratings gives them
+        (Polars' float kernels may round differently by frame height, so the others are dropped
+        before the features are computed, not after)."""
+        sums = self._acc.user_sums()
+        if users is not None:
+            sums = sums.join(users.select(pl.col("user_id").cast(pl.Int32)), on="user_id", how="semi")
+        return user_features_from_sums(sums, self._now_us(as_of))
 
     def movie_features(self, as_of: datetime | None = None) -> pl.DataFrame:
         """Same as `compute_movie_features(all added ratings, movies, tags, as_of)`."""

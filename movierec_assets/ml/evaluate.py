@@ -193,10 +193,86 @@ def _eval_days(future: pl.DataFrame, first_day: pl.DataFrame, max_days: int) -> 
     return [days[i] for i in pick]
 
 
+@dataclass
+class Replay:
+    """Protocol A's running state between evaluated days: features folded in day by day (exact
+    integer sums, `features.IncrementalFeatures`) and the movie embeddings of the last refresh.
+
+    Each refresh adds only the ratings since the previous one and re-embeds only the movies whose
+    scaled features changed (all of them on the first day); the users embedded are the day's.
+    The frames equal `features_as_of` over every rating before the day (tested).
+    """
+
+    ds: Dataset
+    model: Any
+    stats: pl.DataFrame
+    state: Any = None  # IncrementalFeatures over ds.ratings[:added]
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    added: int = 0
+    movie_matrix: np.ndarray | None = None
+    movie_emb: np.ndarray | None = None
+    changed: list[int] = field(default_factory=list)  # movies re-embedded per refresh
+
+    def __post_init__(self) -> None:
+        from movierec_assets.features import IncrementalFeatures
+
+        self.state = IncrementalFeatures(self.ds.movies, self.ds.tags)
+        self.times = self.ds.ratings["rated_at"].dt.cast_time_unit("us").to_physical().to_numpy()
+
+    def prior(self, start: datetime) -> pl.DataFrame:
+        """Every rating before `start` (ds.ratings is time-sorted), the new ones folded in."""
+        from movierec_assets.features.compute import to_microseconds
+
+        end = int(np.searchsorted(self.times, to_microseconds(start), side="left"))
+        if end < self.added:
+            raise ValueError("Protocol A days must be replayed in order")
+        if end > self.added:
+            self.state.add(self.ds.ratings.slice(self.added, end - self.added))
+            self.added = end
+        return self.ds.ratings.slice(0, self.added)
+
+    def frames(self, start: datetime, users: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Feature frames through `start` - 1 us (call `prior(start)` first): the `users`
+        (user_id) rows and every movie, as `features_as_of(ds, prior, start - 1 us)` gives them."""
+        as_of = start - timedelta(microseconds=1)
+        return self.state.user_features(as_of, users), self.state.movie_features(as_of)
+
+    def features(self, start: datetime, users: pl.DataFrame) -> FeatureMatrices:
+        """`frames`, scaled with the training stats."""
+        return feature_io.matrices(*self.frames(start, users), self.stats)
+
+    def embed(self, fm: FeatureMatrices, active: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`embeddings(model, fm, prior=active)`, re-embedding only the movie rows whose scaled
+        features changed since the last refresh (every row on the first day)."""
+        from movierec_assets.ml.two_tower import embed, ranking_bias
+
+        same = self.movie_matrix is not None and self.movie_matrix.shape == fm.movie_matrix.shape
+        rows = (np.flatnonzero((fm.movie_matrix != self.movie_matrix).any(axis=1)) if same
+                else np.arange(len(fm.movie_ids)))
+        self.movie_matrix = fm.movie_matrix
+        self.changed.append(int(rows.size))
+        if rows.size == len(fm.movie_ids):  # the usual case: the shrunk means' prior moves daily
+            users, self.movie_emb, bias = embeddings(self.model, fm, prior=active)
+            return users, self.movie_emb, bias
+        assert self.movie_emb is not None
+        if rows.size:
+            self.movie_emb = self.movie_emb.copy()
+            self.movie_emb[rows] = embed(self.model.movie_net, fm.movie_matrix[rows], fm.movie_ids[rows])
+        return self._users(fm, active), self.movie_emb, ranking_bias(self.model, fm.movie_matrix)
+
+    def _users(self, fm: FeatureMatrices, active: pl.DataFrame) -> np.ndarray:
+        """The user part of `embeddings(model, fm, prior=active)`."""
+        from movierec_assets.ml.history import histories_for_users
+        from movierec_assets.ml.two_tower import embed_users
+
+        hist = None
+        if getattr(self.model, "uses_history", False):
+            hist = histories_for_users(active, fm.user_ids, self.model.hparams.history_len, fm.movie_ids)
+        return embed_users(self.model, fm.user_matrix, fm.user_ids, hist)
+
+
 def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str, object]]:
     """Production replay: train through `cutoff_day`, then refresh features day by day, no retraining."""
-    from movierec_assets.ml.two_tower import rating_map
-
     end_of = datetime.combine(cutoff_day + timedelta(days=1), datetime.min.time(), UTC) - timedelta(microseconds=1)
     history = ds.ratings.filter(pl.col("rated_at") <= end_of)
     future = ds.ratings.filter(pl.col("rated_at") > end_of)
@@ -204,38 +280,40 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
     stats = feature_io.stats_from_frames(users_df, movies_df)  # fixed at training, as in production
     bar = fits_bar(cfg, "A")
     model = fit_model(history, feature_io.matrices(users_df, movies_df, stats), cfg.train)
-    scale, offset = rating_map(model)
-    hu, _, _ = ds.idx(history)
     base = fit_baselines(ds, history, "A", cfg, bar)
     warm = np.zeros(len(ds.user_ids), bool)
-    warm[hu] = True
+    warm[ds.idx(history)[0]] = True
     first_day = ds.ratings.group_by("user_id").agg(pl.col("rated_at").min().dt.date().alias("first"))
-    board = Scoreboard()
+    board, replay = Scoreboard(), Replay(ds, model, stats)
     for day in days_bar(cfg, _eval_days(future, first_day, cfg.max_days)):
-        start = datetime.combine(day, datetime.min.time(), UTC)
         events_df = future.filter(pl.col("rated_at").dt.date() == day)
         known = events_df.join(first_day.filter(pl.col("first") < day), on="user_id", how="semi")
         cold = events_df.join(known.select("user_id").unique(), on="user_id", how="anti")
         _score_cold(board, ds, cold, base)
-        if known.is_empty():
-            continue
-        prior = ds.ratings.filter(pl.col("rated_at") < start)
-        active = prior.join(known.select("user_id").unique(), on="user_id", how="semi")
-        # Refresh through day-1: only the active users' rows, but every movie (ranking needs all).
-        users_now = features_as_of(ds, active, start - timedelta(microseconds=1))[0]
-        movies_now = features_as_of(ds, prior, start - timedelta(microseconds=1))[1] if not prior.is_empty() else movies_df
-        fm = feature_io.matrices(users_now, movies_now, stats)
-        u_emb, m_emb, m_bias = embeddings(model, fm, prior=active)
-        pos = np.full(len(ds.user_ids), -1)
-        pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
-        so_far = History.build(active, ds.user_ids, ds.movie_ids)  # ratings before the day only
-        methods = {MODEL: model_methods(u_emb, pos, m_emb, scale, offset, m_bias),
-                   **base.methods(len(ds.movie_ids), so_far)}
-        seen = _pairs(ds, active)
-        eu, em, er = ds.idx(known)
-        for group, sel in (("warm", warm[eu]), ("new", ~warm[eu])):
-            board.add_all(group, methods, (eu[sel], em[sel], er[sel]), seen)
+        if not known.is_empty():
+            _score_day(board, replay, datetime.combine(day, datetime.min.time(), UTC), known, base, warm)
     return board.rows(base.params(), dataset=ds.name, protocol="A")
+
+
+def _score_day(board: Scoreboard, replay: Replay, start: datetime, known: pl.DataFrame, base: Baselines,
+               warm: np.ndarray) -> None:
+    """Score one day's `known` events (users with an earlier rating) from features through day-1."""
+    from movierec_assets.ml.two_tower import rating_map
+
+    ds = replay.ds
+    users = known.select("user_id").unique()
+    active = replay.prior(start).join(users, on="user_id", how="semi")
+    fm = replay.features(start, users)
+    u_emb, m_emb, m_bias = replay.embed(fm, active)
+    pos = np.full(len(ds.user_ids), -1)
+    pos[index_of(ds.user_ids, fm.user_ids)] = np.arange(len(fm.user_ids))
+    so_far = History.build(active, ds.user_ids, ds.movie_ids)  # ratings before the day only
+    methods = {MODEL: model_methods(u_emb, pos, m_emb, *rating_map(replay.model), m_bias),
+               **base.methods(len(ds.movie_ids), so_far)}
+    seen = _pairs(ds, active)
+    eu, em, er = ds.idx(known)
+    for group, sel in (("warm", warm[eu]), ("new", ~warm[eu])):
+        board.add_all(group, methods, (eu[sel], em[sel], er[sel]), seen)
 
 
 def _score_cold(board: Scoreboard, ds: Dataset, cold: pl.DataFrame, base: Baselines) -> None:
