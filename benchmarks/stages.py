@@ -133,10 +133,10 @@ def train(ctx: Context) -> dict[str, Any]:
     """One epoch of the real pipeline + model (train() of ml/train.py), then publish it through the
     champion gate (the first model of a fresh server is promoted)."""
     from benchmarks.bench_train import WindowRates
-    from movierec_assets.ml import feature_io, promotion, registry
+    from movierec_assets.ml import feature_io, promotion
     from movierec_assets.ml.pipeline import arrays_from_frame, read_ratings
     from movierec_assets.ml.train import train as fit
-    from movierec_assets.ml.training_job import JobConfig, _publish_version_dir
+    from movierec_assets.ml.training_job import JobConfig, publish
 
     url, cfg = os.environ["MOVIEREC_DATABASE_URL"], _train_config(ctx)
     started = time.perf_counter()
@@ -149,9 +149,7 @@ def train(ctx: Context) -> dict[str, Any]:
     result = fit(tr, va, fm, run_dir, cfg, extra_callbacks=[rates])
     fitted = time.perf_counter()
     # Published, registered and gated by the same functions as trained_model and champion_gate.
-    version = registry.new_version()
-    folder = _publish_version_dir(registry.version_dir(version), result, stats)
-    registry.register_candidate(url, version, folder, {"holdout_rmse": result.val_rmse}, None, None)
+    version = publish(url, result.model, stats, {"holdout_rmse": result.val_rmse}, result.history).version
     decision = promotion.decide(url, version, JobConfig.gate_tolerance)
     steady = rates.rates[1:] or rates.rates
     return {
@@ -185,7 +183,7 @@ def train_ceiling(ctx: Context) -> dict[str, Any]:
 
 def embeddings(ctx: Context) -> dict[str, Any]:
     """movie_embeddings: the champion's movie tower over every movie, stored (table + .npy)."""
-    from movierec_assets.serving.batch import embed_champion
+    from movierec_assets.serving.offline.batch import embed_champion
 
     started = time.perf_counter()
     run = embed_champion(os.environ["MOVIEREC_DATABASE_URL"], force=True)
@@ -197,7 +195,7 @@ def recommend(ctx: Context) -> dict[str, Any]:
     """Top 10 for 1,000 users through the real Recommender (PostgreSQL user lookups included);
     ceiling in the same process: bare `E @ u` + argpartition on the same embedding matrix."""
     from movierec_assets.db import bulk
-    from movierec_assets.serving.recommender import from_database
+    from movierec_assets.serving.online.recommender import from_database
 
     url = os.environ["MOVIEREC_DATABASE_URL"]
     ids = bulk.read_polars(url, "SELECT user_id FROM features.user_features ORDER BY user_id")["user_id"].to_numpy()

@@ -153,8 +153,6 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
     rows, flat = ([], {}) if stream is not None else holdout_report(
         result.model, fm, tr, va, cfg.rank_users_cap, cfg.train.seed)  # streaming: no baselines in memory
     theirs = champion_holdout(champion, users, movies, tr, va, cfg) if stream is None else None
-    version = registry.new_version()
-    vdir = _publish_version_dir(registry.version_dir(version), result, stats)
     metrics = {
         "holdout_rmse": result.val_rmse,
         "holdout_events": len(va),
@@ -174,12 +172,22 @@ def run(url: str, cfg: JobConfig, logger: Any) -> JobResult:
         "champion_holdout_ndcg_at_10": (theirs or {}).get("ndcg_at_10"),
         **flat,
     }
-    record = registry.register_candidate(url, version, vdir, metrics, data_start, data_end)
+    record = publish(url, result.model, stats, metrics, result.history, data_start, data_end)
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the next training starts fresh
     return JobResult(record, result, metrics, rows)
 
 
-def _publish_version_dir(vdir: Path, result: TrainResult, stats: Any) -> Path:
+def publish(url: str, model: Any, stats: Any, metrics: dict[str, Any], history: dict[str, Any] | None = None,
+            data_start: datetime | None = None, data_end: datetime | None = None) -> registry.ModelVersion:
+    """A new version: its folder (the model, the scaling stats it was trained with, its training
+    history) written and renamed into place, then registered as a candidate. What `trained_model`
+    does; `promotion.decide` (the `champion_gate` check) then judges it."""
+    version = registry.new_version()
+    vdir = publish_version_dir(registry.version_dir(version), model, stats, history or {})
+    return registry.register_candidate(url, version, vdir, metrics, data_start, data_end)
+
+
+def publish_version_dir(vdir: Path, model: Any, stats: Any, history: dict[str, Any]) -> Path:
     """Write the model, its scaling stats and history to a hidden folder, then rename it into place:
     a crash leaves either a complete version folder or a `.tmp-` one, removed by a later run once
     it is a day old (a younger one may belong to a training running right now)."""
@@ -189,9 +197,9 @@ def _publish_version_dir(vdir: Path, result: TrainResult, stats: Any) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = vdir.with_name(f".tmp-{vdir.name}")
     tmp.mkdir()
-    result.model.save(tmp / registry.MODEL_FILE)
+    model.save(tmp / registry.MODEL_FILE)
     feature_io.save_stats(stats, tmp)
-    (tmp / "history.json").write_text(json.dumps(result.history))
+    (tmp / "history.json").write_text(json.dumps(history))
     os.rename(tmp, vdir)  # version names are unique (timestamp + random suffix)
     return vdir
 
