@@ -57,13 +57,13 @@ def feature_columns() -> list[str]:
 def build_world(n_users: int, n_movies: int = N_MOVIES):  # type: ignore[no-untyped-def]
     """Random state + in-memory users shaped like ml-32m (heavy-tailed number of rated movies, with
     stars), served through a history-aware encoder (pools the newest HISTORY_LEN rated movies)."""
-    from movierec_assets.serving.memory import (
+    from movierec_assets_tests.serving.memory import (
+        MemoryBatchUserSource,
         MemoryStateLoader,
         random_history_encoder,
         random_state,
         random_tower,
     )
-    from movierec_assets.serving.users import MemoryBatchUserSource
 
     rng = np.random.default_rng(SEED)
     columns = feature_columns()
@@ -97,9 +97,11 @@ def build_postgres(url: str, n_users: int) -> str:
     from movierec_assets.db import bulk
     from movierec_assets.db.connect import adbc_connect, connect
     from movierec_assets.ingest import rated
-    from movierec_assets.ml import feature_io, registry, two_tower
-    from movierec_assets.serving import embeddings
-    from movierec_assets.serving.tower import l2_normalize
+    from movierec_assets.ml import promotion, two_tower
+    from movierec_assets.ml.config import JobConfig
+    from movierec_assets.ml.training_job import publish
+    from movierec_assets.serving.index import embeddings
+    from movierec_assets.serving.online.tower import l2_normalize
 
     rng = np.random.default_rng(SEED)
     ucols, mcols = features.user_feature_columns(), features.movie_feature_columns()
@@ -140,13 +142,14 @@ def build_postgres(url: str, n_users: int) -> str:
     model = two_tower.build_model(len(ucols), len(mcols), user_layers=TOWER, movie_layers=TOWER, embedding=DIMS,
                                   movie_vocab=vocab, history_len=HISTORY_LEN, id_dim=ID_DIM,
                                   history_layers=HISTORY_LAYERS)
-    version = registry.new_version()
-    folder = registry.version_dir(version)
-    folder.mkdir(parents=True)
-    model.save(folder / registry.MODEL_FILE)
-    feature_io.save_stats(stats, folder)
-    registry.register_candidate(url, version, folder, {}, None, None)
-    registry.promote(url, version)
+    # Published and gated by the same functions as trained_model and champion_gate (the first model
+    # of a fresh server is promoted; a benchmark never forces a model past the gate).
+    candidate = publish(url, model, stats, {})
+    version, folder = candidate.version, Path(candidate.path)
+    decision = promotion.decide(url, version, JobConfig.gate_tolerance)
+    if decision.decision != "promoted":
+        raise SystemExit(f"the gate did not promote the benchmark model {version}: {decision.reason} "
+                         "(use a fresh $BENCH_SERVING_HOME)")
     matrix = l2_normalize(rng.standard_normal((N_MOVIES, DIMS)).astype(np.float32))
     prior = (0.1 * rng.standard_normal(N_MOVIES)).astype(np.float32)  # a ranking prior, as build_world has
     store = embeddings.EmbeddingStore.build(version, movies_f["movie_id"].to_numpy(), matrix, bias=prior)
@@ -189,9 +192,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
-    from movierec_assets.serving.history_tower import rated_inputs
-    from movierec_assets.serving.recommender import Recommender, from_database
-    from movierec_assets.serving.tower import encode_rows
+    from movierec_assets.serving.online.history_tower import rated_inputs
+    from movierec_assets.serving.online.recommender import Recommender, from_database
+    from movierec_assets.serving.online.tower import encode_rows
 
     if url:
         rec = from_database(url, reload_every=3600)
@@ -220,8 +223,11 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
     int8 = []
     served = rec.served
     if served.int8 is not None:  # the bare int8 pass on the same movie ranges and threads: no lookup,
-        from movierec_assets.serving.quantized import approximate, quantize_queries  # tower, mask or re-rank
-        from movierec_assets.serving.scoring import in_parts
+        from movierec_assets.serving.index.quantized import (  # tower, mask or re-rank
+            approximate,
+            quantize_queries,
+        )
+        from movierec_assets.serving.online.candidates import in_parts
 
         nothing = (np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32))
         for q in queries:
@@ -267,10 +273,10 @@ def bench_in_process(n_users: int, requests: int, url: str | None) -> dict:
 
 
 def bench_batch(n_users: int) -> dict:
-    from movierec_assets.serving.topn import padded_transpose, seen_csr, top_n_batch
+    from movierec_assets.serving.index.topn import padded_transpose, seen_csr, top_n_batch
 
     rng = np.random.default_rng(2)
-    from movierec_assets.serving.tower import l2_normalize
+    from movierec_assets.serving.online.tower import l2_normalize
 
     emb = l2_normalize(rng.standard_normal((N_MOVIES, DIMS)).astype(np.float32))
     queries = l2_normalize(rng.standard_normal((n_users, DIMS)).astype(np.float32))
@@ -297,9 +303,9 @@ def bench_batch(n_users: int) -> dict:
 def bench_encode_all(rng: np.random.Generator, seen: tuple[np.ndarray, np.ndarray]) -> float:
     """Seconds to build every user's history (newest 50 of its rated movies) and run the
     history-aware user tower over all of them, as recommend_all does before the top-N pass."""
-    from movierec_assets.serving.history_tower import rated_inputs
-    from movierec_assets.serving.memory import random_history_encoder, random_tower
-    from movierec_assets.serving.tower import encode_rows
+    from movierec_assets.serving.online.history_tower import rated_inputs
+    from movierec_assets.serving.online.tower import encode_rows
+    from movierec_assets_tests.serving.memory import random_history_encoder, random_tower
 
     indptr, movie_rows = seen
     n_users, columns = len(indptr) - 1, len(feature_columns())
@@ -318,11 +324,11 @@ def bench_encode_all(rng: np.random.Generator, seen: tuple[np.ndarray, np.ndarra
 # -- HTTP -----------------------------------------------------------------------------------------
 def make_app():  # type: ignore[no-untyped-def]
     """uvicorn --factory entry point: the API over an in-memory Recommender at ml-32m size."""
-    from movierec_assets.serving.api import create_app
-    from movierec_assets.serving.blas import set_blas_threads
-    from movierec_assets.serving.recommender import Recommender
-    from movierec_assets.serving.scoring import set_parts
-    from movierec_assets.serving.served import use_int8
+    from movierec_assets.serving.index.blas import set_blas_threads
+    from movierec_assets.serving.online.api import create_app
+    from movierec_assets.serving.online.candidates import set_parts
+    from movierec_assets.serving.online.recommender import Recommender
+    from movierec_assets.serving.online.served import use_int8
 
     set_blas_threads(int(os.environ.get("BENCH_SERVING_BLAS_THREADS", "1")))  # as `movierec serve` does
     set_parts(int(os.environ.get("BENCH_SERVING_SCORE_THREADS", "2")))
@@ -331,7 +337,7 @@ def make_app():  # type: ignore[no-untyped-def]
                "max_wait_s": float(os.environ.get("BENCH_SERVING_MAX_WAIT_MS", "1")) / 1e3,
                "batch_workers": int(os.environ.get("BENCH_SERVING_BATCH_WORKERS", "1"))}
     if os.environ.get("BENCH_SERVING_BACKEND") == "postgres":
-        from movierec_assets.serving.recommender import from_database
+        from movierec_assets.serving.online.recommender import from_database
 
         url = os.environ["MOVIEREC_DATABASE_URL"]
         return create_app(lambda: from_database(url, reload_every=3600), **options)
@@ -471,15 +477,15 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     rates = [float(r) for r in args.rates.split(",") if r and r != "closed"]
     out = args.out or (RESULTS if args.backend == "postgres" else RESULTS.with_name("serving_memory.json"))
-    from movierec_assets.serving.blas import set_blas_threads
+    from movierec_assets.serving.index.blas import set_blas_threads
 
     set_blas_threads(args.blas_threads)
     os.environ.update(BENCH_SERVING_BLAS_THREADS=str(args.blas_threads), BENCH_SERVING_MAX_BATCH=str(args.max_batch),
                       BENCH_SERVING_MAX_WAIT_MS=str(args.max_wait_ms),
                       BENCH_SERVING_BATCH_WORKERS=str(args.batch_workers),
                       BENCH_SERVING_SCORE_THREADS=str(args.score_threads), BENCH_SERVING_SCORING=args.scoring)
-    from movierec_assets.serving.scoring import set_parts
-    from movierec_assets.serving.served import use_int8
+    from movierec_assets.serving.online.candidates import set_parts
+    from movierec_assets.serving.online.served import use_int8
 
     set_parts(args.score_threads)
     use_int8(args.scoring == "int8")

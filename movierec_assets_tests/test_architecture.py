@@ -110,7 +110,7 @@ def test_a_forbidden_import_is_named_with_its_file_and_line(tmp_path: Path) -> N
     (bad_package / "__init__.py").write_text("")
     (bad_package / "bad.py").write_text(
         "from movierec_assets.config import paths\n"  # allowed
-        "from movierec_assets.serving.state import champion_parts\n"  # line 2: upward
+        "from movierec_assets.serving.online.state import champion_parts\n"  # line 2: upward
         "\n"
         "def f():\n"
         "    import movierec_assets.assets.ml\n"  # line 5: upward, inside a function
@@ -120,7 +120,7 @@ def test_a_forbidden_import_is_named_with_its_file_and_line(tmp_path: Path) -> N
     bad = violations(package_imports(tmp_path, tmp_path / "movierec_assets"))
     assert [line.split(": ")[0] for line in bad] == [
         "movierec_assets/db/bad.py:2", "movierec_assets/db/bad.py:5", "movierec_assets/db/bad.py:6"]
-    assert "db imports movierec_assets.serving.state (serving); db may import config, settings" in bad[0]
+    assert "db imports movierec_assets.serving.online.state (serving); db may import config, settings" in bad[0]
     assert "(assets)" in bad[1] and "(definitions)" in bad[2]
 
 

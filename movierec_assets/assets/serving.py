@@ -2,7 +2,7 @@
 
 Both are eager: `movie_embeddings` runs after `trained_model` updates and does real work only when
 the champion changed (else it records why it skipped); `user_recommendations` follows it.
-TensorFlow is imported inside the asset bodies (through movierec_assets.serving.batch) only.
+TensorFlow is imported inside the asset bodies (through movierec_assets.serving.offline.batch) only.
 """
 
 import dagster as dg
@@ -63,7 +63,7 @@ def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # ty
 def movie_embeddings(
     context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    from movierec_assets.serving.batch import embed_champion  # TensorFlow/Keras: inside the body only
+    from movierec_assets.serving.offline.batch import embed_champion  # TensorFlow/Keras: inside the body only
 
     with retry_if_database_drops(context):
         run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
@@ -103,7 +103,7 @@ def movie_embeddings(
 def user_recommendations(
     context: AssetExecutionContext, config: ServingRunConfig, postgres: PostgresResource
 ) -> dg.MaterializeResult:
-    from movierec_assets.serving.batch import recommend_all  # TensorFlow/Keras: inside the body only
+    from movierec_assets.serving.offline.batch import recommend_all  # TensorFlow/Keras: inside the body only
 
     with retry_if_database_drops(context):
         run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)

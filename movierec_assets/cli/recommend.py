@@ -8,7 +8,7 @@ import os
 import click
 
 from movierec_assets.db.migrations import prepare_database
-from movierec_assets.serving.recommender import InvalidRequest, NotReady, from_database
+from movierec_assets.serving.online.recommender import InvalidRequest, NotReady, from_database
 
 # Inference loads the champion's towers through Keras once. TensorFlow's oneDNN notice (and the
 # absl preamble it triggers) would land on stderr of every call; TF_CPP_MIN_LOG_LEVEL does not

@@ -9,11 +9,11 @@ import click
 import uvicorn
 
 from movierec_assets.db.migrations import prepare_database
-from movierec_assets.serving.api import create_app
-from movierec_assets.serving.blas import set_blas_threads
-from movierec_assets.serving.recommender import from_database
-from movierec_assets.serving.scoring import set_parts
-from movierec_assets.serving.served import use_int8
+from movierec_assets.serving.index.blas import set_blas_threads
+from movierec_assets.serving.online.api import create_app
+from movierec_assets.serving.online.candidates import set_parts
+from movierec_assets.serving.online.recommender import from_database
+from movierec_assets.serving.online.served import use_int8
 
 _CONFIG_ENV = "MOVIEREC_SERVE_CONFIG"  # how worker processes receive the options
 

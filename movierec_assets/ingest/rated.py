@@ -3,7 +3,7 @@
 It is derived from `movielens.ratings` and rewritten inside the transaction that changes the
 ratings, by set-based SQL only: `rebuild` after the history swap, `refresh_users` for the users a
 day load touched (recomputed from movielens.ratings, so reloading a day never double-counts).
-Serving reads one row per user (serving/users.py): the seen-mask and the history in one lookup,
+Serving reads one row per user (serving/online/users.py): the seen-mask and the history in one lookup,
 from one committed snapshot.
 
 Concurrent day loads serialise on the table (SHARE ROW EXCLUSIVE conflicts with itself, not with

@@ -6,6 +6,7 @@ definitions.py loads at import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -225,13 +226,21 @@ def example_inputs(n_user_features: int, n_movie_features: int, n: int, history_
     }
 
 
-def embed(tower: keras.Model, features: Any, ids: Any, batch_size: int = 8192) -> Any:
-    """Run one tower alone: (n, F) scaled features (+ (n,) int ids when it takes ids) -> (n, d)."""
+def embed(tower: keras.Model, features: Any, ids: Any = None, batch_size: int = 8192,
+          progress: Callable[[int], None] | None = None) -> Any:
+    """Run one tower alone, batch by batch: (n, F) scaled features (+ (n,) int ids when it takes
+    ids) -> (n, d) float32. The one tower batching loop (training's reports, evaluation, and the
+    champion's movie embeddings all call it); `progress` gets each batch's row count."""
+    takes_ids = len(tower.inputs) == 2
+    if takes_ids and ids is None:
+        raise ValueError("this tower needs ids (it was trained with id embeddings)")
     out = []
     for start in range(0, len(features), batch_size):  # direct calls: no per-shape retracing
         f = np.asarray(features[start : start + batch_size], np.float32)
-        x = [f, np.asarray(ids[start : start + batch_size], np.int32)] if len(tower.inputs) == 2 else f
+        x = [f, np.asarray(ids[start : start + batch_size], np.int32)] if takes_ids else f
         out.append(ops.convert_to_numpy(tower(x, training=False)))
+        if progress:
+            progress(len(f))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, tower.outputs[0].shape[-1]), np.float32)
 
 

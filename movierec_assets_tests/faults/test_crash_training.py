@@ -158,7 +158,7 @@ def test_sigkill_during_training(pg_url: str, fault: FaultRecord, monkeypatch: p
     from movierec_assets.assets.features import feature_tables, scaling_stats
     from movierec_assets.assets.ml import champion_gate, trained_model
     from movierec_assets.assets.serving import movie_embeddings
-    from movierec_assets.serving.recommender import from_database
+    from movierec_assets.serving.online.recommender import from_database
 
     monkeypatch.setenv("MOVIEREC_HOME", str(traversable_tmpdir("movierec-fault-train-")))
     models = paths().models

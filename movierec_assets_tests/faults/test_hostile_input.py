@@ -22,7 +22,7 @@ from movierec_assets.db.connect import connect
 from movierec_assets.ingest.days import DayLoadError, load_days
 from movierec_assets.ingest.landing import scan
 from movierec_assets.ingest.validate import IngestError, parse_ratings_file
-from movierec_assets.serving.api import create_app
+from movierec_assets.serving.online.api import create_app
 from movierec_assets_tests.conftest import traversable_tmpdir
 from movierec_assets_tests.faults.conftest import FaultRecord
 from movierec_assets_tests.faults.hostile_support import BAD_FILES, BAD_LINES, CSV_INJECTION, SQL

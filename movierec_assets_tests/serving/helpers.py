@@ -1,4 +1,5 @@
-"""Shared setup for serving tests: an in-memory Recommender on random embeddings, a live uvicorn."""
+"""Shared setup for serving tests: an in-memory Recommender on random embeddings, a live uvicorn, a
+tiny trained champion on the real server."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource, random_state, random_tower
-from movierec_assets.serving.recommender import Recommender
-from movierec_assets.serving.state import ServingState
+from movierec_assets.serving.online.recommender import Recommender
+from movierec_assets.serving.online.state import ServingState
+from movierec_assets_tests.serving.memory import (
+    MemoryStateLoader,
+    MemoryUserSource,
+    random_state,
+    random_tower,
+)
 
 COLUMNS = [f"f{i}" for i in range(6)]
 DIMS = 8
@@ -142,3 +148,26 @@ def assert_same_answer(got: Any, expected: Any) -> None:
     assert strip[0] == strip[1]
     assert [s is None for s in scores[0]] == [s is None for s in scores[1]]
     assert np.allclose([s or 0.0 for s in scores[0]], [s or 0.0 for s in scores[1]], rtol=0, atol=SCORE_ATOL), scores
+
+
+Rating = tuple[int, int, float]  # (user, movie, rating)
+
+
+def fit_and_promote(url: str, model: Any, m: Any, stats: Any, rows: list[Rating],
+                    extra: Callable[[np.ndarray], dict[str, Any]] | None = None) -> str:
+    """Fit a tiny model on `rows` (3 eager epochs; `m`: the FeatureMatrices, `extra`: more inputs
+    from the rows' user ids), publish it as trained_model does and make it the champion (tests
+    want a champion whatever the gate says; the gate has its own tests). Returns its version."""
+    from movierec_assets.ml import registry, two_tower  # Keras: only the tests that train import it
+    from movierec_assets.ml.training_job import publish
+
+    u = np.searchsorted(m.user_ids, [r[0] for r in rows])
+    v = np.searchsorted(m.movie_ids, [r[1] for r in rows])
+    inputs = {two_tower.USER_FEATURES: m.user_matrix[u], two_tower.MOVIE_FEATURES: m.movie_matrix[v],
+              two_tower.USER_ID: m.user_ids[u], two_tower.MOVIE_ID: m.movie_ids[v],
+              **(extra(m.user_ids[u]) if extra else {})}
+    model.run_eagerly = True  # a few examples: tracing a tf.function would cost more than the training
+    model.fit(inputs, np.array([r[2] for r in rows], np.float32), epochs=3, verbose=0)
+    version = publish(url, model, stats, {"holdout_rmse": 1.0}).version
+    registry.promote(url, version)
+    return version

@@ -12,10 +12,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from movierec_assets.serving.api import create_app
-from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
-from movierec_assets.serving.recommender import Recommender
+from movierec_assets.serving.online.api import create_app
+from movierec_assets.serving.online.recommender import Recommender
 from movierec_assets_tests.serving.helpers import COLUMNS, Hammer, live_server, make_world, publish_and_wait
+from movierec_assets_tests.serving.memory import MemoryStateLoader, MemoryUserSource
 
 
 def test_status_codes() -> None:

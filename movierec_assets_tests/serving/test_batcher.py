@@ -12,12 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
-from movierec_assets.serving.api import RecommendationsOut, create_app
-from movierec_assets.serving.batcher import Batcher
-from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
-from movierec_assets.serving.recommender import InvalidRequest, NotFound, Recommendations, Recommender
-from movierec_assets.serving.scoring import recommend_users
-from movierec_assets.serving.served import Served
+from movierec_assets.serving.online.api import RecommendationsOut, create_app
+from movierec_assets.serving.online.batcher import Batcher
+from movierec_assets.serving.online.candidates import recommend_users
+from movierec_assets.serving.online.recommender import InvalidRequest, NotFound, Recommendations, Recommender
+from movierec_assets.serving.online.served import Served
 from movierec_assets_tests.serving.helpers import (
     COLUMNS,
     Hammer,
@@ -26,6 +25,7 @@ from movierec_assets_tests.serving.helpers import (
     make_world,
     publish_and_wait,
 )
+from movierec_assets_tests.serving.memory import MemoryStateLoader, MemoryUserSource
 
 
 def as_json(result: Recommendations) -> dict:

@@ -4,6 +4,7 @@ user_recommendations materialized by Dagster, the Recommender and CLI on Postgre
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
 from movierec_assets.ingest import rated
 from movierec_assets.resources.database import PostgresResource
-from movierec_assets_tests.serving.helpers import assert_same_answer
+from movierec_assets_tests.serving.helpers import assert_same_answer, fit_and_promote
 
 # Hand-made catalogue: movie 12 has no ratings at all (a cold-start movie).
 MOVIES = pl.DataFrame({
@@ -75,27 +76,14 @@ def train_champion(url: str, seed: int) -> str:
     import keras
 
     from movierec_assets import features
-    from movierec_assets.ml import feature_io, registry, two_tower
+    from movierec_assets.ml import feature_io, two_tower
 
     keras.utils.set_random_seed(seed)
     users, movies, stats = feature_io.load_feature_tables(url)
     m = feature_io.matrices(users, movies, stats)
     model = two_tower.build_model(len(features.user_feature_columns()), len(features.movie_feature_columns()),
                                   user_layers=[16], movie_layers=[16], embedding=8, id_buckets=31, id_dim=4)
-    u = np.searchsorted(m.user_ids, [r[0] for r in HISTORY])
-    v = np.searchsorted(m.movie_ids, [r[1] for r in HISTORY])
-    inputs = {two_tower.USER_FEATURES: m.user_matrix[u], two_tower.MOVIE_FEATURES: m.movie_matrix[v],
-              two_tower.USER_ID: m.user_ids[u], two_tower.MOVIE_ID: m.movie_ids[v]}
-    model.run_eagerly = True  # 17 examples: tracing a tf.function would cost more than the training
-    model.fit(inputs, np.array([r[2] for r in HISTORY], np.float32), epochs=3, verbose=0)
-    version = registry.new_version()
-    folder = registry.version_dir(version)
-    folder.mkdir(parents=True)
-    model.save(folder / registry.MODEL_FILE)
-    feature_io.save_stats(stats, folder)
-    registry.register_candidate(url, version, folder, {"holdout_rmse": 1.0}, None, None)
-    registry.promote(url, version)
-    return version
+    return fit_and_promote(url, model, m, stats, HISTORY)
 
 
 def materialize(*assets: dg.AssetsDefinition) -> dg.ExecuteInProcessResult:
@@ -133,9 +121,9 @@ def test_embeddings_recommendations_cli_and_reload(world: str) -> None:
     from movierec_assets.cli import main
     from movierec_assets.features import load_scaling_stats, scale
     from movierec_assets.ml import registry
-    from movierec_assets.serving import embeddings
-    from movierec_assets.serving.recommender import InvalidRequest, NotFound, from_database
-    from movierec_assets.serving.tower import KerasEncoder
+    from movierec_assets.serving.index import embeddings
+    from movierec_assets.serving.online.recommender import InvalidRequest, NotFound, from_database
+    from movierec_assets.serving.online.tower import KerasEncoder
 
     url = world
     v1 = train_champion(url, seed=1)
@@ -234,7 +222,7 @@ def test_batch_lookup_agrees_with_the_per_user_lookup(world: str) -> None:
     """Packed rows read back exactly: features in canonical order (NULL as NaN), rated movies and
     stars newest first with history and partition ratings; unknown and repeated users keep their
     places."""
-    from movierec_assets.serving.users import PostgresBatchUserSource
+    from movierec_assets.serving.online.users import PostgresBatchUserSource
 
     with connect(world) as conn, conn.transaction():
         conn.execute("UPDATE features.user_features SET std_rating = NULL WHERE user_id = 3")
@@ -251,3 +239,31 @@ def test_batch_lookup_agrees_with_the_per_user_lookup(world: str) -> None:
             expected = one.features.select(source.columns).cast(pl.Float64).to_numpy()[0]
             np.testing.assert_array_equal(batch.features[batch.row[i]], expected)  # type: ignore[index]
     assert np.isnan(batch.features[batch.row[2], source.columns.index("std_rating")])  # type: ignore[index]
+
+
+def test_a_champion_without_its_scaling_stats_is_refused_not_served_with_todays(world: str) -> None:
+    """Its own `scaling_stats.parquet` gone: the server refuses the version (and says so in
+    /health), the batch path fails naming the file; nothing falls back to features.scaling_stats."""
+    from movierec_assets.assets.serving import movie_embeddings
+    from movierec_assets.ml import feature_io, registry
+    from movierec_assets.serving.offline.batch import embed_champion
+    from movierec_assets.serving.online.health import health
+    from movierec_assets.serving.online.recommender import from_database
+    from movierec_assets.serving.online.state import VersionRefused
+
+    url = world
+    train_champion(url, seed=1)
+    materialize(movie_embeddings)
+    rec = from_database(url, reload_every=0)
+    v2 = train_champion(url, seed=2)
+    materialize(movie_embeddings)  # embedded with v2's own stats
+    missing = Path(registry.get_version(url, v2).path) / feature_io.STATS_FILE
+    missing.unlink()
+    assert rec.maybe_reload(force=True) is False and rec.version != v2
+    status, body = health(rec, None, None)
+    assert status == 200 and body["status"] == "degraded" and body["refused_version"] == v2
+    assert str(missing) in body["detail"]
+    fresh = from_database(url, reload_every=0)
+    assert fresh.version is None and health(fresh, None, None)[0] == 503
+    with pytest.raises(VersionRefused, match=re.escape(str(missing))):
+        embed_champion(url, force=True)

@@ -1,14 +1,17 @@
 """/health tells the truth: 503 naming the database while it is down (a real stop of the embedded
-server under a running `movierec serve`), 200 again once it is back; a float32 fallback is reported.
+server under a running `movierec serve`), 200 again once it is back; a float32 fallback is reported;
+a version refused (its scaling stats missing) is named, in /health and the log.
 
 The restart test uses its OWN embedded server (own MOVIEREC_HOME), never the session's.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,13 +20,14 @@ from fastapi.testclient import TestClient
 from movierec_assets.config import Paths
 from movierec_assets.db.embedded import EmbeddedPostgres
 from movierec_assets.db.migrations import apply_migrations
-from movierec_assets.serving.api import create_app
-from movierec_assets.serving.health import DatabaseProbe
-from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
-from movierec_assets.serving.recommender import Recommender
-from movierec_assets.serving.served import use_int8
+from movierec_assets.serving.online.api import create_app
+from movierec_assets.serving.online.health import DatabaseProbe
+from movierec_assets.serving.online.recommender import Recommender
+from movierec_assets.serving.online.served import use_int8
+from movierec_assets.serving.online.state import ServingState, VersionRefused, model_stats
 from movierec_assets_tests.conftest import traversable_tmpdir
 from movierec_assets_tests.serving.helpers import COLUMNS, make_world
+from movierec_assets_tests.serving.memory import MemoryStateLoader, MemoryUserSource
 from movierec_assets_tests.serving.test_database import load_world, materialize, train_champion
 from movierec_assets_tests.serving.test_serve_cli import serve
 
@@ -111,3 +115,57 @@ def test_a_float32_fallback_is_reported_as_degraded() -> None:
     assert response.status_code == 200 and body["status"] == "degraded" and body["scoring"] == "float32"
     assert "float32" in body["scoring_fallback"] and body["detail"] == body["scoring_fallback"]
     assert body["database"] is None  # users from memory: no database to check
+
+
+def test_a_model_without_its_scaling_stats_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """No fallback to today's features.scaling_stats: they are not what the model was trained with."""
+    with pytest.raises(VersionRefused) as refused:
+        model_stats("v9", str(tmp_path))
+    assert str(tmp_path / "scaling_stats.parquet") in str(refused.value) and "v9" in str(refused.value)
+
+
+class _RefusingLoader(MemoryStateLoader):
+    """Publishes like the real loader, but refuses the versions in `refuse` as a missing stats file does."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    def load(self, version: str) -> ServingState:
+        self.loads += 1
+        if version in self.refuse:
+            raise VersionRefused(f"model version {version}: /models/{version}/scaling_stats.parquet is missing")
+        return self.states[version]
+
+
+def test_a_refused_version_is_named_in_health_and_the_log_and_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    world = make_world(n_movies=300)
+    loader = _RefusingLoader({"v2"})
+    loader.publish(world.new_state("v1"))
+    rec = Recommender(loader, world.users, 0.0)
+    loader.publish(world.new_state("v2"))
+    with caplog.at_level(logging.ERROR, logger="movierec_assets.serving.online.recommender"):
+        assert rec.maybe_reload(force=True) is False
+    assert rec.version == "v1"  # the old version keeps serving
+    assert "v2/scaling_stats.parquet is missing" in caplog.text and "still serving v1" in caplog.text
+    loads = loader.loads
+    assert rec.maybe_reload(force=True) is False and loader.loads == loads  # refused once, not reloaded
+    for fast in (True, False):
+        with TestClient(create_app(lambda: rec, fast_path=fast)) as client:
+            response = client.get("/health")
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "degraded" and body["model_version"] == "v1"
+        assert body["refused_version"] == "v2" and "scaling_stats.parquet is missing" in body["detail"]
+    loader.publish(world.new_state("v3"))  # a good version clears the refusal
+    assert rec.maybe_reload(force=True) is True and rec.health()["status"] == "ok" and rec.refused is None
+
+
+def test_nothing_servable_but_a_refused_version_is_503() -> None:
+    world = make_world(n_movies=300)
+    loader = _RefusingLoader({"v1"})
+    loader.publish(world.new_state("v1"))
+    with TestClient(create_app(lambda: Recommender(loader, world.users, 0.0))) as client:
+        response = client.get("/health")
+    body = response.json()
+    assert response.status_code == 503 and body["status"] == "version_refused"
+    assert body["refused_version"] == "v1" and "scaling_stats.parquet is missing" in body["detail"]

@@ -17,7 +17,7 @@ import pytest
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import connect
 from movierec_assets.ingest import rated
-from movierec_assets_tests.serving.helpers import assert_same_answer
+from movierec_assets_tests.serving.helpers import assert_same_answer, fit_and_promote
 from movierec_assets_tests.serving.test_database import HISTORY, load_world, materialize, seen_by
 
 N_HIST = 2  # user 5 has 5 ratings, users 1-4 three: every history is cut to the newest 2
@@ -30,7 +30,7 @@ def train_history_champion(url: str, seed: int) -> str:
     import keras
 
     from movierec_assets import features
-    from movierec_assets.ml import feature_io, registry, two_tower
+    from movierec_assets.ml import feature_io, two_tower
     from movierec_assets.ml.history import histories_for_users
 
     keras.utils.set_random_seed(seed)
@@ -39,21 +39,9 @@ def train_history_champion(url: str, seed: int) -> str:
     model = two_tower.build_model(len(features.user_feature_columns()), len(features.movie_feature_columns()),
                                   movie_vocab=np.arange(1, 12), user_layers=[16], movie_layers=[16], embedding=8,
                                   id_dim=4, history_len=N_HIST, history_layers=[8], history_dropout=0.0)
-    u = np.searchsorted(m.user_ids, [r[0] for r in HISTORY])
-    v = np.searchsorted(m.movie_ids, [r[1] for r in HISTORY])
-    hist = histories_for_users(ratings_rows(url), m.user_ids[u], N_HIST)
-    inputs = {two_tower.USER_FEATURES: m.user_matrix[u], two_tower.MOVIE_FEATURES: m.movie_matrix[v],
-              two_tower.USER_ID: m.user_ids[u], two_tower.MOVIE_ID: m.movie_ids[v], **hist.inputs()}
-    model.run_eagerly = True
-    model.fit(inputs, np.array([r[2] for r in HISTORY], np.float32), epochs=3, verbose=0)
-    version = registry.new_version()
-    folder = registry.version_dir(version)
-    folder.mkdir(parents=True)
-    model.save(folder / registry.MODEL_FILE)
-    feature_io.save_stats(stats, folder)
-    registry.register_candidate(url, version, folder, {"holdout_rmse": 1.0}, None, None)
-    registry.promote(url, version)
-    return version
+    rows = ratings_rows(url)
+    return fit_and_promote(url, model, m, stats, HISTORY,
+                           lambda users: histories_for_users(rows, users, N_HIST).inputs())
 
 
 def ratings_rows(url: str) -> pl.DataFrame:
@@ -82,7 +70,7 @@ def keras_reference(url: str, rec, user: int, n: int) -> tuple[list[int], np.nda
 @pytest.fixture
 def served(pg_url: str):  # type: ignore[no-untyped-def]
     from movierec_assets.assets.serving import movie_embeddings
-    from movierec_assets.serving.recommender import from_database
+    from movierec_assets.serving.online.recommender import from_database
 
     load_world(pg_url)
     train_history_champion(pg_url, seed=3)
@@ -92,7 +80,7 @@ def served(pg_url: str):  # type: ignore[no-untyped-def]
 
 def test_history_answers_follow_keras_and_the_batch_table(pg_url: str, served) -> None:  # type: ignore[no-untyped-def]
     from movierec_assets.assets.serving import user_recommendations
-    from movierec_assets.serving.history_tower import HistoryEncoder
+    from movierec_assets.serving.online.history_tower import HistoryEncoder
 
     rec = served
     assert isinstance(rec.state.encoder, HistoryEncoder) and rec.state.encoder.history_len == N_HIST

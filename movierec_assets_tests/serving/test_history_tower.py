@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from movierec_assets.serving.history_tower import HistoryEncoder, rated_inputs
-from movierec_assets.serving.tower import encode_rows, encoder_for_model
+from movierec_assets.serving.online.history_tower import HistoryEncoder, encoder_for_model, rated_inputs
+from movierec_assets.serving.online.tower import encode_rows
 
 N_HIST = 6
 VOCAB = np.arange(10, 40, dtype=np.int32)  # movies with an ID row

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movierec_assets.serving import scoring
-from movierec_assets.serving.memory import random_state, random_tower
-from movierec_assets.serving.quantized import (
+from movierec_assets.serving.index.quantized import (
     CPU_FLAGS_ENV,
     FULL_LEVELS,
     SAFE_LEVELS,
@@ -27,9 +25,11 @@ from movierec_assets.serving.quantized import (
     tolerances,
     weight_levels,
 )
-from movierec_assets.serving.served import Served, use_int8
-from movierec_assets.serving.topn import padded_rows
-from movierec_assets.serving.tower import l2_normalize
+from movierec_assets.serving.index.topn import padded_rows
+from movierec_assets.serving.online import candidates
+from movierec_assets.serving.online.served import Served, use_int8
+from movierec_assets.serving.online.tower import l2_normalize
+from movierec_assets_tests.serving.memory import random_state, random_tower
 
 DIMS = 64
 
@@ -120,23 +120,23 @@ def test_int8_top_n_is_the_exact_top_n(parts: int) -> None:
     mask_rows = rng.integers(0, 20_000, 20_000)
     everything = np.arange(20_000 - 5)  # query 7 has rated all but 5 movies
     mask_rows, mask_cols = np.concatenate([mask_rows, everything]), np.concatenate([mask_cols, np.full(len(everything), 7)])
-    scoring.set_parts(parts)
+    candidates.set_parts(parts)
     try:
         for n in (1, 10, 100):
-            rows, vals = scoring.int8_top_n(fast, queries, n, (mask_rows, mask_cols))
+            rows, vals = candidates.int8_top_n(fast, queries, n, (mask_rows, mask_cols))
             assert_exact_top_n(fast, queries, rows, vals, n, mask_rows, mask_cols)
-            ref_rows, ref_vals = scoring.float32_top_n(exact, queries, n, (mask_rows, mask_cols))
+            ref_rows, ref_vals = candidates.float32_top_n(exact, queries, n, (mask_rows, mask_cols))
             assert np.array_equal(rows, ref_rows)  # one exact re-rank rule: the same answer from either pass
             np.testing.assert_allclose(vals, ref_vals, rtol=0, atol=1e-12)
     finally:
-        scoring.set_parts(2)
+        candidates.set_parts(2)
 
 
 def test_int8_ties_resolve_to_the_lower_row() -> None:
     state = _state(np.random.default_rng(4), 5000, 0.0, duplicate=True)
     served = _served(state, True)
     query = l2_normalize(np.random.default_rng(1).standard_normal((2, DIMS)).astype(np.float32))
-    rows, vals = scoring.int8_top_n(served, query, 10, (np.array([0, 3]), np.array([1, 1])))
+    rows, vals = candidates.int8_top_n(served, query, 10, (np.array([0, 3]), np.array([1, 1])))
     assert rows[0].tolist() == list(range(10))
     assert rows[1].tolist() == [1, 2, *range(4, 12)]
     assert len(set(vals[0].tolist())) == 1
@@ -149,9 +149,9 @@ def test_int8_answers_do_not_depend_on_the_batch() -> None:
     queries = l2_normalize(rng.standard_normal((12, DIMS)).astype(np.float32))
     queries[3] *= 40.0
     none = np.zeros(0, np.int64)
-    together = scoring.int8_top_n(served, queries, 10, (none, none))
+    together = candidates.int8_top_n(served, queries, 10, (none, none))
     for i in range(len(queries)):
-        alone = scoring.int8_top_n(served, queries[i : i + 1], 10, (none, none))
+        alone = candidates.int8_top_n(served, queries[i : i + 1], 10, (none, none))
         assert np.array_equal(alone[0][0], together[0][i]), i
         np.testing.assert_allclose(alone[1][0], together[1][i], rtol=0, atol=1e-12)
 
@@ -209,7 +209,7 @@ def test_each_code_range_keeps_the_bound_where_exact_and_falls_back_where_not(le
         index.check(0, served.ep.shape[0])
     except NotExact:
         assert levels > weight_levels(), "the code range weight_levels() picks must be exact on this CPU"
-        warmed = scoring.warm(dataclasses.replace(served, int8=index))
+        warmed = candidates.warm(dataclasses.replace(served, int8=index))
         assert warmed.int8 is None or warmed.int8.levels < levels
         assert (warmed.int8 is None) == (warmed.scoring_fallback is not None)
         served = warmed
@@ -222,7 +222,7 @@ def test_each_code_range_keeps_the_bound_where_exact_and_falls_back_where_not(le
         served = dataclasses.replace(served, int8=index)
     queries = l2_normalize(rng.standard_normal((6, DIMS)).astype(np.float32))
     none = np.zeros(0, np.int64)
-    top = scoring.float32_top_n if served.int8 is None else scoring.int8_top_n
+    top = candidates.float32_top_n if served.int8 is None else candidates.int8_top_n
     rows, vals = top(served, queries, 10, (none, none))
     assert_exact_top_n(served, queries, rows, vals, 10, none, none)
 
@@ -238,16 +238,16 @@ def test_without_vnni_8bit_codes_fail_the_check_and_63_levels_serve_the_same_ans
                                                                FULL_LEVELS, kernel))
     with pytest.raises(NotExact, match="127-level"):
         served.int8.check(0, served.ep.shape[0])  # type: ignore[union-attr]
-    with caplog.at_level(logging.INFO, logger=scoring.__name__):
-        warmed = scoring.warm(served)
+    with caplog.at_level(logging.INFO, logger=candidates.__name__):
+        warmed = candidates.warm(served)
     assert warmed.int8 is not None and warmed.int8.levels == SAFE_LEVELS and warmed.int8.make_session is kernel
     assert warmed.scoring == "int8" and warmed.scoring_fallback is None
     [line] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "not exact" in line.getMessage() and "63-level" in line.getMessage()
     queries = l2_normalize(rng.standard_normal((7, DIMS)).astype(np.float32))
     mask = (rng.integers(0, 3000, 500), rng.integers(0, 7, 500))
-    rows, vals = scoring.int8_top_n(warmed, queries, 10, mask)
-    ref_rows, ref_vals = scoring.float32_top_n(warmed, queries, 10, mask)
+    rows, vals = candidates.int8_top_n(warmed, queries, 10, mask)
+    ref_rows, ref_vals = candidates.float32_top_n(warmed, queries, 10, mask)
     assert np.array_equal(rows, ref_rows)
     np.testing.assert_allclose(vals, ref_vals, rtol=0, atol=1e-12)
     assert_exact_top_n(warmed, queries, rows, vals, 10, *mask)
@@ -257,7 +257,7 @@ def test_a_cpu_that_sums_no_code_range_exactly_serves_float32_and_says_so_in_hea
         caplog: pytest.LogCaptureFixture) -> None:
     from fastapi.testclient import TestClient
 
-    from movierec_assets.serving.api import create_app
+    from movierec_assets.serving.online.api import create_app
     from movierec_assets_tests.serving.helpers import make_world
 
     world = make_world(n_movies=3000)
@@ -265,7 +265,7 @@ def test_a_cpu_that_sums_no_code_range_exactly_serves_float32_and_says_so_in_hea
     try:
         reference = world.recommender()
         use_int8(True, make_session=Int16Kernel(None))
-        with caplog.at_level(logging.INFO, logger=scoring.__name__):
+        with caplog.at_level(logging.INFO, logger=candidates.__name__):
             rec = world.recommender()
     finally:
         use_int8(True)
@@ -288,17 +288,17 @@ def test_changed_codes_fail_the_check_and_the_version_is_still_served_exactly() 
     rng = np.random.default_rng(31)
     served = _served(_state(rng, 3000, 0.2), True)
     assert served.int8 is not None
-    ranges = scoring.part_ranges(served.ep.shape[0])
-    assert scoring.warm(served) is served  # exact here: int8 stays on
+    ranges = candidates.part_ranges(served.ep.shape[0])
+    assert candidates.warm(served) is served  # exact here: int8 stays on
     for lo, hi in ranges:
         served.int8.session(lo, hi)  # built from the true codes ...
     served.int8.q[:] = np.clip(served.int8.q.astype(np.int16) + 1, -127, 127).astype(np.int8)  # ... which then change
     with pytest.raises(NotExact, match="not exact"):
         served.int8.check(*ranges[0])
-    fallback = scoring.warm(served)
+    fallback = candidates.warm(served)
     assert fallback.int8 is not served.int8 and fallback.ep is served.ep
     queries = l2_normalize(rng.standard_normal((4, DIMS)).astype(np.float32))
     none = np.zeros(0, np.int64)
-    top = scoring.float32_top_n if fallback.int8 is None else scoring.int8_top_n
+    top = candidates.float32_top_n if fallback.int8 is None else candidates.int8_top_n
     rows, vals = top(fallback, queries, 10, (none, none))
     assert_exact_top_n(fallback, queries, rows, vals, 10, none, none)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from movierec_assets.db.migrations import apply_migrations
-from movierec_assets.serving import embeddings
-from movierec_assets.serving.embeddings import EmbeddingStore
+from movierec_assets.serving.index import embeddings
+from movierec_assets.serving.index.embeddings import EmbeddingStore
 
 
 def _store(version: str) -> EmbeddingStore:
@@ -47,9 +47,13 @@ def test_bias_round_trips_through_postgres_and_npy(pg_url: str, tmp_path: Path) 
 
 
 def _prior_world(bias: np.ndarray):  # type: ignore[no-untyped-def]
-    from movierec_assets.serving.memory import MemoryStateLoader, random_state, random_tower
-    from movierec_assets.serving.users import MemoryBatchUserSource
     from movierec_assets_tests.serving.helpers import COLUMNS, DIMS
+    from movierec_assets_tests.serving.memory import (
+        MemoryBatchUserSource,
+        MemoryStateLoader,
+        random_state,
+        random_tower,
+    )
 
     rng = np.random.default_rng(11)
     movie_ids = np.arange(1, len(bias) + 1, dtype=np.int64) * 3
@@ -64,8 +68,8 @@ def _prior_world(bias: np.ndarray):  # type: ignore[no-untyped-def]
 
 
 def test_served_ranking_adds_the_prior_and_equals_a_float64_reference() -> None:
-    from movierec_assets.serving.recommender import Recommender
-    from movierec_assets.serving.topn import top_n_batch
+    from movierec_assets.serving.index.topn import top_n_batch
+    from movierec_assets.serving.online.recommender import Recommender
 
     bias = np.random.default_rng(3).normal(0.0, 0.3, 300).astype(np.float32)
     loader, users, state = _prior_world(bias)

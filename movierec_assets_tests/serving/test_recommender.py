@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec_assets.serving.memory import MemoryStateLoader, MemoryUserSource
-from movierec_assets.serving.recommender import InvalidRequest, NotFound, NotReady, Recommender
+from movierec_assets.serving.online.recommender import InvalidRequest, NotFound, NotReady, Recommender
 from movierec_assets_tests.serving.helpers import COLUMNS, assert_same_answer, brute_force, make_world
+from movierec_assets_tests.serving.memory import MemoryStateLoader, MemoryUserSource
 
 
 def test_recommend_matches_float64_reference_and_never_returns_seen() -> None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec_assets.serving.memory import MemoryStateLoader, random_state, random_tower
-from movierec_assets.serving.recommender import Recommender
-from movierec_assets.serving.served import use_int8
-from movierec_assets.serving.topn import top_n_batch
-from movierec_assets.serving.tower import encode_rows
-from movierec_assets.serving.users import MemoryBatchUserSource
+from movierec_assets.serving.index.topn import top_n_batch
+from movierec_assets.serving.online.recommender import Recommender
+from movierec_assets.serving.online.served import use_int8
+from movierec_assets.serving.online.tower import encode_rows
+from movierec_assets_tests.serving.memory import (
+    MemoryBatchUserSource,
+    MemoryStateLoader,
+    random_state,
+    random_tower,
+)
 
 COLUMNS = [f"f{i}" for i in range(30)]
 DIMS = 64

@@ -45,7 +45,7 @@ def serve(*args: str) -> Iterator[str]:
 @pytest.mark.parametrize("scoring", ["int8", "float32"])
 def test_movierec_serve_answers_like_the_recommender(pg_url: str, scoring: str) -> None:
     from movierec_assets.assets.serving import movie_embeddings
-    from movierec_assets.serving.recommender import from_database
+    from movierec_assets.serving.online.recommender import from_database
 
     load_world(pg_url)
     version = train_champion(pg_url, seed=3)

@@ -9,8 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from movierec_assets.serving import scoring
-from movierec_assets.serving.topn import (
+from movierec_assets.serving.index.topn import (
     exact_scores,
     gemm_tolerance,
     mask_columns,
@@ -22,6 +21,7 @@ from movierec_assets.serving.topn import (
     top_n_batch,
     top_n_columns,
 )
+from movierec_assets.serving.online import candidates
 
 SCORE_ATOL = 1e-9  # exact float64 scores against a float64 BLAS reference (both ~1e-15 from the truth)
 
@@ -188,12 +188,12 @@ def test_movie_ranges_scored_apart_merge_to_the_same_answer(integer: bool) -> No
             answers = []
             tol = gemm_tolerance(queries, max_norm(emb), 0.0)
             for parts in (1, 2, 3):
-                scoring.set_parts(parts)
-                answers.append(scoring.top_n_parts(ep, len(emb), None, queries, n, (movies, users), tol))
+                candidates.set_parts(parts)
+                answers.append(candidates.top_n_parts(ep, len(emb), None, queries, n, (movies, users), tol))
             for rows, vals in answers[1:]:
                 assert np.array_equal(rows, answers[0][0]) and np.array_equal(vals, answers[0][1])
             for u, q in enumerate(queries):
                 expected = reference(emb, q, n, set(movies[users == u].tolist()))
                 assert answers[0][0][u][answers[0][0][u] >= 0].tolist() == expected
     finally:
-        scoring.set_parts(2)
+        candidates.set_parts(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec_assets.serving import tower as numpy_tower
+from movierec_assets.serving.online import tower as numpy_tower
 
 
 @pytest.mark.parametrize("id_buckets", [0, 97])
@@ -35,7 +35,7 @@ def test_a_row_gets_the_same_embedding_alone_and_in_any_batch() -> None:
     """Each row goes through the same (1, F) x (F, H) products whatever the batch (a GEMM's bits
     change with its shape on some CPUs), so comparing bits here is by construction."""
     rng = np.random.default_rng(5)
-    from movierec_assets.serving.memory import random_tower
+    from movierec_assets_tests.serving.memory import random_tower
 
     tower = random_tower(rng, 38, [256, 128], 64)
     x = rng.standard_normal((64, 38)).astype(np.float32)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from movierec_assets.serving.topn import tree_sum
+from movierec_assets.serving.index.topn import tree_sum
 
 # Must match movierec_assets.ml.two_tower.IdHashEmbedding (checked by a test against the layer).
 _HASH_MULT = 2654435761
@@ -115,7 +115,7 @@ def encode_rows(encoder: Any, x: np.ndarray, user_ids: np.ndarray, block: int = 
     blocks when the encoder has one (its products are per row), else `encode` row by row.
 
     `history`: (movie ids (B, N) int32, -1 padded; stars (B, N) float32) for encoders with a
-    `history_len` (serving/history_tower.py); None is an empty history."""
+    `history_len` (serving/online/history_tower.py); None is an empty history."""
     forward = getattr(encoder, "forward", None)
     if forward is None:
         return np.stack([encoder.encode(x[i : i + 1], int(u)) for i, u in enumerate(user_ids)])
@@ -134,14 +134,3 @@ def encoder_for(tower: Any) -> UserEncoder:
         return NumpyTower.from_keras(tower)
     except UnsupportedTower:
         return KerasEncoder(tower)
-
-
-def encoder_for_model(model: Any) -> UserEncoder:
-    """The user encoder of a trained two-tower: its user tower, plus the history term when the
-    model pools histories (`HistoryEncoder`)."""
-    from movierec_assets.serving.history_tower import HistoryEncoder, HistoryTower
-
-    features = encoder_for(model.user_net)
-    if not getattr(model, "uses_history", False):
-        return features
-    return HistoryEncoder(features, HistoryTower.from_model(model))

@@ -1,7 +1,8 @@
 """The serving group's batch work, kept out of the Dagster assets: embed every movie with the
 champion's movie tower, and write the top 10 for every user (build a new table, then swap).
 
-Importing this module does not import TensorFlow; the functions that need it import it lazily.
+Importing this module does not import TensorFlow: `embed_champion` imports ml/two_tower.py (Keras)
+when it runs, and `registry.load_model` imports Keras when it is called.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import pyarrow as pa
 
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
-from movierec_assets.serving import embeddings
-from movierec_assets.serving.embeddings import EmbeddingStore
-from movierec_assets.serving.topn import iter_top_n_batch, seen_csr
+from movierec_assets.ml import feature_io, registry  # registry.load_model imports Keras when called
+from movierec_assets.serving.index import embeddings
+from movierec_assets.serving.index.embeddings import EmbeddingStore
+from movierec_assets.serving.index.topn import iter_top_n_batch, seen_csr
+from movierec_assets.serving.online.history_tower import rated_inputs
+from movierec_assets.serving.online.state import PostgresStateLoader, champion_parts, model_stats
+from movierec_assets.serving.online.tower import encode_rows
 
 Progress = Callable[[int], None]
 
@@ -43,9 +48,7 @@ def embed_champion(url: str, progress: Progress | None = None, force: bool = Fal
 
     Skips (and says why) when there is no champion or its embeddings already exist.
     """
-    from movierec_assets.ml import feature_io, registry
-    from movierec_assets.ml.two_tower import ranking_bias
-    from movierec_assets.serving.state import model_stats
+    from movierec_assets.ml.two_tower import embed, ranking_bias  # Keras (TensorFlow): only when embedding
 
     champion = registry.current_champion(url)
     if champion is None:
@@ -55,8 +58,8 @@ def embed_champion(url: str, progress: Progress | None = None, force: bool = Fal
     start = time.perf_counter()
     model = registry.load_model(champion.path)
     movies = bulk.read_polars(url, "SELECT * FROM features.movie_features")
-    ids, x = feature_io.scale_movies(movies, model_stats(url, champion.path))
-    matrix = embeddings.run_tower(model.movie_net, x, ids, progress=progress)
+    ids, x = feature_io.scale_movies(movies, model_stats(champion.version, champion.path))
+    matrix = embed(model.movie_net, x, ids, progress=progress)
     store = EmbeddingStore.build(champion.version, ids, matrix, bias=ranking_bias(model, x))
     npy_dir = embeddings.write_npy(embeddings.npy_dir_for(champion.path), store)
     seconds = time.perf_counter() - start
@@ -125,10 +128,6 @@ def user_queries(url: str, version: str, store: EmbeddingStore,
     `rated_inputs`), so a user's vector, and with it the table's answer, has the same bits as the
     API's. Users without ratings are left out when the encoder pools histories (the API gives
     them the cold-start answer)."""
-    from movierec_assets.serving.history_tower import rated_inputs
-    from movierec_assets.serving.state import champion_parts
-    from movierec_assets.serving.tower import encode_rows
-
     encoder, scaler = champion_parts(url)(version)
     users = bulk.read_polars(url, "SELECT * FROM features.user_features").sort("user_id")
     ids = users["user_id"].to_numpy().astype(np.int64)
@@ -190,8 +189,6 @@ def swap_in(url: str, table: pa.Table) -> int:
 
 def recommend_all(url: str, n: int = 10, progress: Progress | None = None, force: bool = False) -> RecommendationRun:
     """Top n for every user with features, from the servable embeddings; skips if already current."""
-    from movierec_assets.serving.state import PostgresStateLoader
-
     version = PostgresStateLoader(url).servable_version()
     if version is None:
         return RecommendationRun("", 0, 0, 0.0, skipped="no movie embeddings yet")

@@ -23,10 +23,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from movierec_assets.db.connect import DatabaseUnavailable
-from movierec_assets.serving.batcher import MAX_BATCH, MAX_WAIT_S, Batcher
-from movierec_assets.serving.fastpath import INT32_MAX, FastPathAPI
-from movierec_assets.serving.health import DatabaseProbe, health
-from movierec_assets.serving.recommender import (
+from movierec_assets.serving.online.batcher import MAX_BATCH, MAX_WAIT_S, Batcher
+from movierec_assets.serving.online.fastpath import INT32_MAX, FastPathAPI
+from movierec_assets.serving.online.health import DatabaseProbe, health
+from movierec_assets.serving.online.recommender import (
     MAX_N,
     Answer,
     InvalidRequest,
@@ -64,6 +64,8 @@ class HealthOut(BaseModel):
     database: str | None = None  # "ok" or "unreachable"; None when users come from memory
     scoring_fallback: str | None = None  # why the model scores in float32 although int8 was asked for
     detail: str | None = None  # what is wrong, when status is not "ok"
+    refused_version: str | None = None  # the servable version this server refused to load
+    refused: str | None = None  # why (e.g. the model's scaling_stats.parquet is missing)
     history_skipped_ids: int | None = None  # rated movies unknown to the served version, skipped in histories
     history_truncated_users: int | None = None  # histories longer than the model's N, cut to the newest N
 

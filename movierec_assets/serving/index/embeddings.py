@@ -1,4 +1,4 @@
-"""Movie embeddings: run a movie tower over every movie, store them (PostgreSQL + .npy), load them.
+"""Movie embeddings: store them (PostgreSQL + .npy) and load them (offline/batch.py computes them).
 
 A set of embeddings belongs to one model version, with the model's per-movie ranking prior. It is written in one transaction (rows in
 `ml.movie_embeddings` plus its manifest row in `ml.embedding_sets`), so a version is either
@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -89,25 +87,6 @@ class EmbeddingStore:
         pos = np.minimum(pos, len(self.movie_ids) - 1) if len(self.movie_ids) else pos
         found = len(self.movie_ids) > 0 and (self.movie_ids[pos] == ids)
         return np.where(found, pos, -1)
-
-
-# -- computing ------------------------------------------------------------------------------------
-def run_tower(tower: Any, features: np.ndarray, ids: np.ndarray | None = None, batch: int = 8192,
-              progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """A Keras tower's outputs for every row, batch by batch; passes ids when the tower takes them."""
-    out = []
-    needs_ids = len(tower.inputs) > 1
-    for start in range(0, features.shape[0], batch):
-        x = np.asarray(features[start : start + batch], dtype=np.float32)
-        if needs_ids:
-            if ids is None:
-                raise ValueError("this tower needs ids (it was trained with hash-bucket id embeddings)")
-            x = [x, np.asarray(ids[start : start + batch], dtype=np.int32)]
-        out.append(np.asarray(tower(x, training=False), dtype=np.float32))  # predict_on_batch retraces per shape
-        if progress:
-            progress(min(batch, features.shape[0] - start))
-    dims = int(tower.outputs[0].shape[-1])
-    return np.concatenate(out) if out else np.zeros((0, dims), np.float32)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from movierec_assets.db.connect import DatabaseUnavailable
-from movierec_assets.serving.recommender import MAX_N, InvalidRequest, NotFound, NotReady
+from movierec_assets.serving.online.recommender import MAX_N, InvalidRequest, NotFound, NotReady
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -26,8 +26,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from movierec_assets.serving.history_tower import rated_inputs
-from movierec_assets.serving.quantized import (
+from movierec_assets.serving.index.quantized import (
     SAFE_LEVELS,
     Int8Index,
     NotExact,
@@ -36,9 +35,7 @@ from movierec_assets.serving.quantized import (
     rescored_top_n,
     tolerances,
 )
-from movierec_assets.serving.served import Answer, Served
-from movierec_assets.serving.state import UserSource
-from movierec_assets.serving.topn import (
+from movierec_assets.serving.index.topn import (
     CHUNK,
     exact_scores,
     gemm_tolerance,
@@ -47,8 +44,11 @@ from movierec_assets.serving.topn import (
     scores_for,
     top_n_columns,
 )
-from movierec_assets.serving.tower import encode_rows
-from movierec_assets.serving.users import lookup_many
+from movierec_assets.serving.online.history_tower import rated_inputs
+from movierec_assets.serving.online.served import Answer, Served
+from movierec_assets.serving.online.state import UserSource
+from movierec_assets.serving.online.tower import encode_rows
+from movierec_assets.serving.online.users import lookup_many
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

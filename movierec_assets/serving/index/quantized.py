@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.topn import NEG_INF, Exact, cut, group_bound, ranked
+from movierec_assets.serving.index.topn import NEG_INF, Exact, cut, group_bound, ranked
 
 ZERO_POINT = 128
 # Float rounding in the fused scale-and-add (and the exact float64 scores' own ~1e-15): a
@@ -192,7 +192,7 @@ def rescored_top_n(approx: np.ndarray, tol: np.ndarray, n: int, exact: Exact) ->
 
 
 def _session(q: np.ndarray, step: np.ndarray, bias: np.ndarray):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
+    import onnxruntime as ort  # ONNX Runtime and onnx (heavy): imported only when an int8 session is built
     from onnx import TensorProto, helper, numpy_helper
 
     d, m = q.shape[1], q.shape[0]

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.history_tower import HistoryCounters
-from movierec_assets.serving.quantized import Int8Index
-from movierec_assets.serving.state import ServingState
-from movierec_assets.serving.topn import max_norm, padded_rows
+from movierec_assets.serving.index.quantized import Int8Index
+from movierec_assets.serving.index.topn import max_norm, padded_rows
+from movierec_assets.serving.online.history_tower import HistoryCounters
+from movierec_assets.serving.online.state import ServingState
 
 _DENSE_IDS = 1 << 24  # a dense id -> row table up to 128 MB; MovieLens ids stay far below
 

@@ -101,8 +101,9 @@ def scoring_fallback(recommender: Any, body: dict[str, Any], requested: str | No
 
 
 def health(recommender: Any, probe: DatabaseProbe | None, requested_scoring: str | None) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body): 503 without embeddings or database, 200 otherwise ("degraded" when
-    scoring fell back to float32: answers stay exact, just slower)."""
+    """(HTTP status, body): 503 without a served version or database, 200 otherwise ("degraded"
+    when scoring fell back to float32, answers exact but slower, or when the servable version was
+    refused and an older one still serves; `detail` says why)."""
     body = dict(recommender.health())
     problems = []
     database = probe.status() if probe is not None else None
@@ -112,10 +113,12 @@ def health(recommender: Any, probe: DatabaseProbe | None, requested_scoring: str
         body["status"] = "database_unreachable"
     fallback = scoring_fallback(recommender, body, requested_scoring)
     body["scoring_fallback"] = fallback
-    if body.get("status") == "ok" and fallback:
+    if body.get("status") in ("ok", "degraded") and fallback:
         body["status"] = "degraded"
         problems.append(fallback)
     if body.get("status") == "no_embeddings":
         problems.insert(0, "no movie embeddings yet: materialize movie_embeddings first")
+    if body.get("refused"):  # a version the server will not serve (e.g. its scaling stats are missing)
+        problems.insert(0, str(body["refused"]))
     body["detail"] = "; ".join(problems) or None
     return (200 if body["status"] in ("ok", "degraded") else 503), body

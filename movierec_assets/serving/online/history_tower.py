@@ -21,8 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.topn import tree_sum
-from movierec_assets.serving.tower import NumpyTower, encode_rows, l2_normalize
+from movierec_assets.serving.index.topn import tree_sum
+from movierec_assets.serving.online.tower import (
+    NumpyTower,
+    UserEncoder,
+    encode_rows,
+    encoder_for,
+    l2_normalize,
+)
 
 PAD_ID = -1  # ml/history.PAD_ID
 _NORMALIZE_EPSILON = 1e-7  # keras.ops.normalize's default (backend.epsilon())
@@ -97,6 +103,15 @@ class HistoryEncoder:
 
     def encode(self, features: np.ndarray, user_id: int, history: History | None = None) -> np.ndarray:
         return self.forward(features, np.array([user_id]), history)[0]
+
+
+def encoder_for_model(model: Any) -> UserEncoder:
+    """The user encoder of a trained two-tower: its user tower, plus the history term when the
+    model pools histories (`HistoryEncoder`)."""
+    features = encoder_for(model.user_net)
+    if not getattr(model, "uses_history", False):
+        return features
+    return HistoryEncoder(features, HistoryTower.from_model(model))
 
 
 def empty_history(users: int, n: int) -> History:

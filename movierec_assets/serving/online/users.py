@@ -1,4 +1,4 @@
-"""User sources that look up a whole batch of users at once (`lookup_many`, used by scoring.py)."""
+"""User sources that look up a whole batch of users at once (`lookup_many`, used by candidates.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import psycopg
 from psycopg import sql
 
 from movierec_assets.features.compute import user_feature_columns
-from movierec_assets.serving.memory import MemoryUserSource
-from movierec_assets.serving.state import PostgresUserSource, UserData, UserSource, unpack_rated
+from movierec_assets.serving.online.state import PostgresUserSource, UserData, UserSource, unpack_rated
 
 T = TypeVar("T")
 _NO_IDS = np.zeros(0, np.int64)
@@ -96,18 +95,6 @@ class PostgresBatchUserSource(PostgresUserSource):
 
     def _rows(self, distinct: list[int]) -> list[tuple[Any, ...]]:
         return self._conn().execute(self._query, (distinct,), binary=True).fetchall()
-
-
-class MemoryBatchUserSource(MemoryUserSource):
-    """`MemoryUserSource` plus `lookup_many`: the batch's feature rows stacked into one array
-    (a polars frame would cost ~0.25 ms per batch to build, one Series per column)."""
-
-    def lookup_many(self, user_ids: list[int]) -> UsersBatch:
-        known = [u for u in dict.fromkeys(user_ids) if u in self.features]
-        rows = np.stack([self.features[u] for u in known]) if known else None
-        at = {u: i for i, u in enumerate(known)}
-        data = [self.lookup_rated(u) for u in user_ids]
-        return UsersBatch(rows, [at.get(u) for u in user_ids], [d[0] for d in data], [d[1] for d in data])
 
 
 def lookup_many(users: UserSource, user_ids: list[int]) -> UsersBatch:

@@ -21,9 +21,12 @@ import psycopg
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import DatabaseUnavailable, connect, one_line, server_of
 from movierec_assets.db.url import libpq_params
-from movierec_assets.serving import embeddings
-from movierec_assets.serving.embeddings import EmbeddingStore
-from movierec_assets.serving.tower import UserEncoder
+from movierec_assets.features.scaling import make_scaler
+from movierec_assets.ml import feature_io, registry  # registry.load_model imports Keras when called
+from movierec_assets.serving.index import embeddings
+from movierec_assets.serving.index.embeddings import EmbeddingStore
+from movierec_assets.serving.online.history_tower import encoder_for_model
+from movierec_assets.serving.online.tower import UserEncoder
 
 Scaler = Callable[[pl.DataFrame | np.ndarray], np.ndarray]  # an array: columns in canonical order
 ModelParts = Callable[[str], tuple[UserEncoder, Scaler]]
@@ -89,16 +92,22 @@ def read_catalog(url: str, movie_ids: np.ndarray) -> Catalog:
     )
 
 
-def model_stats(url: str, model_path: str) -> pl.DataFrame:
-    """The scaling stats the model was trained with (saved beside it), else the current ones."""
-    from movierec_assets.ml import feature_io
+class VersionRefused(RuntimeError):
+    """A model version that must not be served as it is (for example: its scaling stats are
+    missing). The message says which version and why; retrying does not help."""
 
+
+def model_stats(version: str, model_path: str) -> pl.DataFrame:
+    """The scaling stats the model was trained with, saved beside it (`scaling_stats.parquet`).
+
+    No fallback: today's `features.scaling_stats` are not the ones the model was trained with,
+    so a version without its own file is refused (VersionRefused, naming the missing file)."""
+    path = Path(model_path) / feature_io.STATS_FILE
     try:
         return feature_io.load_stats(Path(model_path))
     except FileNotFoundError:
-        from movierec_assets.features import load_scaling_stats
-
-        return load_scaling_stats(url)
+        raise VersionRefused(f"model version {version}: {path} is missing; refusing to serve it with scaling "
+                             "stats it was not trained with") from None
 
 
 def champion_parts(url: str) -> ModelParts:
@@ -106,15 +115,11 @@ def champion_parts(url: str) -> ModelParts:
     feature scaler."""
 
     def parts(version: str) -> tuple[UserEncoder, Scaler]:
-        from movierec_assets.features.scaling import make_scaler
-        from movierec_assets.ml import feature_io, registry
-        from movierec_assets.serving.tower import encoder_for_model
-
         entry = registry.get_version(url, version)
         if entry is None:
             raise embeddings.EmbeddingsUnavailable(f"model version {version!r} is not registered")
         model = registry.load_model(entry.path)
-        stats = model_stats(url, entry.path).filter(pl.col("table_name") == feature_io.USER_TABLE)
+        stats = model_stats(version, entry.path).filter(pl.col("table_name") == feature_io.USER_TABLE)
         return encoder_for_model(model), make_scaler(stats, feature_io.USER_TABLE)
 
     return parts

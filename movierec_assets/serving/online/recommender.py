@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from movierec_assets.serving.scoring import recommend_users, similar_movies, warm
-from movierec_assets.serving.served import Answer, Item, Recommendations, Served
-from movierec_assets.serving.state import ServingState, StateLoader, UserSource
+from movierec_assets.serving.online.candidates import recommend_users, similar_movies, warm
+from movierec_assets.serving.online.served import Answer, Item, Recommendations, Served
+from movierec_assets.serving.online.state import (
+    PostgresStateLoader,
+    ServingState,
+    StateLoader,
+    UserSource,
+    VersionRefused,
+)
+from movierec_assets.serving.online.users import PostgresBatchUserSource
 
 __all__ = ["MAX_N", "Answer", "InvalidRequest", "Item", "NotFound", "NotReady", "Recommendations", "Recommender",
            "from_database"]
@@ -63,6 +70,7 @@ class Recommender:
         self._reload_lock = threading.Lock()
         self._last_check = float("-inf")
         self._served: Served | None = None
+        self.refused: tuple[str, str] | None = None  # (version, why) of the newest version refused
         self.maybe_reload(force=True)
 
     # -- state ------------------------------------------------------------------------------------
@@ -96,12 +104,16 @@ class Recommender:
         try:
             self._last_check = now
             version = self.loader.servable_version()
-            if version is None or version == self.version:
-                return False
+            if version is None or version == self.version or (self.refused and self.refused[0] == version):
+                return False  # a refused version stays refused: loading it again cannot help
             new = warm(Served.build(self.loader.load(version)))
-            self._served = new
+            self._served, self.refused = new, None
             log.info("serving model version %s (%d movies)", version, new.movies)
             return True
+        except VersionRefused as exc:
+            self.refused = (str(version), str(exc))
+            log.error("%s; still serving %s", exc, self.version)
+            return False
         except Exception:
             log.exception("reload failed; still serving %s", self.version)
             return False
@@ -163,12 +175,15 @@ class Recommender:
         return out
 
     def health(self) -> dict[str, Any]:
-        served = self._served
+        served, refused = self._served, self.refused
+        why = {"refused_version": refused[0], "refused": refused[1]} if refused else {}
         if served is None:
-            return {"status": "no_embeddings", "model_version": None, "embeddings_age_seconds": None}
+            status = "version_refused" if refused else "no_embeddings"
+            return {"status": status, "model_version": None, "embeddings_age_seconds": None, **why}
         store = served.state.store
         return {
-            "status": "ok",
+            "status": "degraded" if refused else "ok",  # an older version still serves
+            **why,
             "model_version": served.version,
             "embeddings_age_seconds": round(time.time() - store.created_at.timestamp(), 3),
             "movies": served.movies,
@@ -189,7 +204,4 @@ def _one(results: list[Answer | Exception]) -> Answer:
 
 def from_database(url: str, reload_every: float = 5.0) -> Recommender:
     """A Recommender on the real server: the champion's embeddings and user tower, live user data."""
-    from movierec_assets.serving.state import PostgresStateLoader
-    from movierec_assets.serving.users import PostgresBatchUserSource
-
     return Recommender(PostgresStateLoader(url), PostgresBatchUserSource(url), reload_every)

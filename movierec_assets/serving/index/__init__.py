@@ -1,0 +1,1 @@
+"""The movie index: embeddings (store and load), the int8 scoring pass and the exact top-n."""
