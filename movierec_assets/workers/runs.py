@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,15 +74,20 @@ def run_failure(instance: dg.DagsterInstance, run_id: str) -> str:
     return ""
 
 
+def step_events(instance: dg.DagsterInstance, run_id: str) -> Iterator[tuple[Any, Any]]:
+    """(event log entry, its Dagster event) for every event of the run that belongs to a step."""
+    for record in instance.get_records_for_run(run_id, limit=100_000).records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is not None and event.step_key is not None:
+            yield entry, event
+
+
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
     """Seconds from each step's STEP_START to its STEP_SUCCESS or STEP_FAILURE."""
     started: dict[str, float] = {}
     out: dict[str, float] = {}
-    for record in instance.get_records_for_run(run_id, limit=100_000).records:
-        entry = record.event_log_entry
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
+    for entry, event in step_events(instance, run_id):
         if event.event_type == dg.DagsterEventType.STEP_START:
             started[event.step_key] = entry.timestamp
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
@@ -96,10 +101,7 @@ def step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[s
     the step's own STEP_START event carries the PID of the process it ran in."""
     names: dict[str, str] = {}
     pids: dict[str, int] = {}
-    for record in instance.get_records_for_run(run_id, limit=100_000).records:
-        event = record.event_log_entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
+    for _, event in step_events(instance, run_id):
         if event.event_type == dg.DagsterEventType.ENGINE_EVENT:
             metadata = getattr(event.event_specific_data, "metadata", None) or {}
             if CELERY_WORKER_KEY in metadata:
@@ -123,11 +125,7 @@ def step_dispatch_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str
     STEP_START on a worker: the broker round trip, the queue wait and the worker's job rebuild."""
     submitted: dict[str, float] = {}
     out: dict[str, float] = {}
-    for record in instance.get_records_for_run(run_id, limit=100_000).records:
-        entry = record.event_log_entry
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
+    for entry, event in step_events(instance, run_id):
         if event.event_type == dg.DagsterEventType.ENGINE_EVENT and (entry.message or "").startswith("Submitting"):
             submitted[event.step_key] = entry.timestamp
         elif event.event_type == dg.DagsterEventType.STEP_START and event.step_key in submitted:
