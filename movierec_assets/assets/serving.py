@@ -5,6 +5,8 @@ the champion changed (else it records why it skipped); `user_recommendations` fo
 TensorFlow is imported inside the asset bodies (through movierec_assets.serving.offline.batch) only.
 """
 
+from typing import Any
+
 import dagster as dg
 from dagster import AssetExecutionContext
 
@@ -46,6 +48,21 @@ def _progress(context: AssetExecutionContext, what: str, total_hint: str):  # ty
     return step
 
 
+def _result(context: AssetExecutionContext, asset: str, run: Any, schema: dg.TableSchema, done: str,
+            numbers: dict[str, Any]) -> dg.MaterializeResult:
+    """A serving run's materialization: why it skipped, or `done` (logged) and its `numbers`."""
+    meta: dict[str, Any] = {
+        "model_version": run.version or None,
+        "dagster/table_name": f"ml.{asset}",
+        "dagster/column_schema": schema,
+    }
+    if run.skipped:
+        context.log.info(f"{asset} skipped: {run.skipped}")
+        return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
+    context.log.info(done)
+    return dg.MaterializeResult(metadata=rounded({**meta, **numbers, "skipped": ""}))
+
+
 @dg.asset(
     key="movie_embeddings",
     group_name="serving",
@@ -67,24 +84,14 @@ def movie_embeddings(
 
     with retry_if_database_drops(context):
         run = embed_champion(postgres.url(), _progress(context, "embedded", "movies"), force=config.force)
-    meta: dict = {
-        "model_version": run.version or None,
-        "dagster/table_name": "ml.movie_embeddings",
-        "dagster/column_schema": EMBEDDINGS_SCHEMA,
-    }
-    if run.skipped:
-        context.log.info(f"movie_embeddings skipped: {run.skipped}")
-        return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
-    context.log.info(f"embedded {run.movies} movies x {run.dims} for model {run.version} in {run.seconds:.1f}s")
-    return dg.MaterializeResult(metadata=rounded({
-        **meta,
+    done = f"embedded {run.movies} movies x {run.dims} for model {run.version} in {run.seconds:.1f}s"
+    return _result(context, "movie_embeddings", run, EMBEDDINGS_SCHEMA, done, {
         "dagster/row_count": run.movies,
         "movie_count": run.movies,
         "dimensions": run.dims,
         "seconds": round(run.seconds, 3),
         "npy_dir": run.npy_dir,
-        "skipped": "",
-    }))
+    })
 
 
 @dg.asset(
@@ -107,20 +114,10 @@ def user_recommendations(
 
     with retry_if_database_drops(context):
         run = recommend_all(postgres.url(), TOP_N, _progress(context, "ranked", "users"), force=config.force)
-    meta: dict = {
-        "model_version": run.version or None,
-        "dagster/table_name": "ml.user_recommendations",
-        "dagster/column_schema": RECOMMENDATIONS_SCHEMA,
-    }
-    if run.skipped:
-        context.log.info(f"user_recommendations skipped: {run.skipped}")
-        return dg.MaterializeResult(metadata={**meta, "skipped": run.skipped})
-    context.log.info(f"top {TOP_N} for {run.users} users in {run.seconds:.1f}s")
-    return dg.MaterializeResult(metadata=rounded({
-        **meta,
+    return _result(context, "user_recommendations", run, RECOMMENDATIONS_SCHEMA,
+                   f"top {TOP_N} for {run.users} users in {run.seconds:.1f}s", {
         "dagster/row_count": run.rows,
         "users": run.users,
         "seconds": round(run.seconds, 3),
         "users_per_second": round(run.users / run.seconds, 1) if run.seconds else None,
-        "skipped": "",
-    }))
+    })
