@@ -43,6 +43,7 @@ class LogCapture:
         self._saved: dict[int, int] = {}
         self._pump: threading.Thread | None = None
         self._handler: logging.Handler | None = None
+        self._others: list[logging.Handler] = []
         self._root_level = logging.WARNING
         self._streams: tuple[TextIO, TextIO] | None = None
 
@@ -62,12 +63,17 @@ class LogCapture:
         os.close(target)
         # Python-level writers follow, even where sys.stdout/err were replaced (pytest, click's runner).
         self._streams = (sys.stdout, sys.stderr)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - closed in __exit__
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - kept open: see __exit__
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         self._handler = logging.StreamHandler(sys.stderr)
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root = logging.getLogger()
         self._root_level = root.level
+        # Only the file while inside: handlers others installed earlier may hold a stream that is
+        # gone by now (absl's, bound to pytest's collection-time stderr once TensorFlow loads).
+        self._others = list(root.handlers)
+        for handler in self._others:
+            root.removeHandler(handler)
         root.addHandler(self._handler)
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
         return self
@@ -76,13 +82,16 @@ class LogCapture:
         if exc is not None:
             logging.getLogger("movierec").error("stopped by %s", kind.__name__ if kind else "?", exc_info=exc)
         if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
-            logging.getLogger().setLevel(self._root_level)
+            root = logging.getLogger()
+            root.removeHandler(self._handler)
+            for handler in self._others:
+                root.addHandler(handler)
+            root.setLevel(self._root_level)
         sys.stdout.flush()
         sys.stderr.flush()
         if self._streams:
-            sys.stdout.close()
-            sys.stderr.close()
+            # Left open, not closed: a handler created inside the block (Dagster's, absl's) may
+            # still hold them, and after the dup2 below they write to the restored fds 1 and 2.
             sys.stdout, sys.stderr = self._streams
         for fd, saved in self._saved.items():
             os.dup2(saved, fd)  # also closes this process's last write end of the pipe

@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
 from dagster import AssetExecutionContext
 
@@ -49,7 +48,10 @@ def _instance(pg_url: str, tmp: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def _run_tiny(instance: dg.DagsterInstance, log: Path, verbose: bool) -> None:
+def run_tiny(dagster_home: Path, log: Path, verbose: bool) -> None:
+    """Two tiny assets inside LogCapture and one phase line (run by `_child`, not under pytest)."""
+    hide_lifecycle_warnings()
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
     job = dg.Definitions(assets=[tiny_first, tiny_second], jobs=[dg.define_asset_job("tiny_job")]
                          ).resolve_job_def("tiny_job")
     with LogCapture(log, verbose=verbose) as capture:
@@ -62,15 +64,23 @@ def _run_tiny(instance: dg.DagsterInstance, log: Path, verbose: bool) -> None:
             phase.outcome = f"{'ok' if result.success else 'FAILED'}: 2 assets"
 
 
-def test_phases_on_the_terminal_and_the_full_log_in_the_file(pg_url: str, tmp_path: Path,
-                                                              capfd: pytest.CaptureFixture[str]) -> None:
-    hide_lifecycle_warnings()
-    instance = _instance(pg_url, tmp_path)
+def _child(dagster_home: Path, log: Path, verbose: bool) -> str:
+    """`run_tiny` in a fresh interpreter, as `movierec demo` runs: LogCapture owns fds 1 and 2 of
+    a whole process, which pytest's own capture (and handlers that earlier imports bound to it)
+    must not share. Returns what the process showed on its stdout and stderr."""
+    code = ("import sys; from pathlib import Path; from movierec_assets_tests.cli.test_demo import run_tiny; "
+            "run_tiny(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == '1')")
+    proc = subprocess.run([sys.executable, "-c", code, str(dagster_home), str(log), "1" if verbose else "0"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_phases_on_the_terminal_and_the_full_log_in_the_file(pg_url: str, tmp_path: Path) -> None:
+    _instance(pg_url, tmp_path)  # writes the instance's dagster.yaml on the test database
     log = log_path(tmp_path, "tiny")
     assert log.parent == tmp_path / "logs" and log.name.startswith("tiny-") and log.suffix == ".log"
-    _run_tiny(instance, log, verbose=False)
-    shown = capfd.readouterr()
-    lines = (shown.out + shown.err).splitlines()
+    lines = _child(tmp_path / "dagster", log, verbose=False).splitlines()
     assert len(lines) == 1 and lines[0].startswith("[1/1] tiny assets") and "ok: 2 assets" in lines[0], lines
     text = log.read_text()
     assert "dagster - INFO - tiny_job" in text and "tiny_first says hello" in text  # Dagster's run log
@@ -78,9 +88,8 @@ def test_phases_on_the_terminal_and_the_full_log_in_the_file(pg_url: str, tmp_pa
     assert "[1/1] tiny assets" in text and "BetaWarning" not in text and "a beta notice" not in text
 
     verbose_log = log.with_name("tiny-verbose.log")
-    _run_tiny(instance, verbose_log, verbose=True)  # the same log, live on the terminal as well
-    shown = capfd.readouterr()
-    assert "tiny_first says hello" in shown.out and "straight to fd 2" in shown.out
+    shown = _child(tmp_path / "dagster", verbose_log, verbose=True)  # the same log, live as well
+    assert "tiny_first says hello" in shown and "straight to fd 2" in shown
     assert "tiny_first says hello" in verbose_log.read_text()
 
 
