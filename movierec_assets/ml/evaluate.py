@@ -37,7 +37,7 @@ class EvalConfig:
     min_user_ratings: int = 10
     k: int = 10
     rankers: bool = True  # item-kNN, EASE and iALS beside bias / popularity / MF
-    ranker_budget_s: float = 45.0  # tuning time per ranking baseline and protocol (grid walked in order)
+    ranker_max_candidates: int = 0  # grid candidates tuned per ranking baseline and protocol (0 = all)
     max_items: int = 20_000  # EASE / item-kNN item set: the most-rated movies, at most this many
     inner_fraction: float = 0.2  # the inner validation split the ranking baselines are tuned on
     progress: bool = False  # tqdm bars over the fits and Protocol A's days (on stderr)
@@ -170,7 +170,7 @@ def fit_baselines(ds: Dataset, train_df: pl.DataFrame, protocol: str, cfg: EvalC
             bar.set_postfix_str(name)
             bar.update(0 if name == "itemknn" else 1)
 
-        base.rankers = fit_rankers(rating_matrix(u, m, r, shape), split, cfg.ranker_budget_s, cfg.max_items, step)
+        base.rankers = fit_rankers(rating_matrix(u, m, r, shape), split, cfg.ranker_max_candidates, cfg.max_items, step)
         bar.update()
     bar.close()
     return base

@@ -5,14 +5,14 @@ Inner split (time-ordered, never the test events): mirrors the protocol. ``B``: 
 `fraction` of each training user's ratings (users with >= `min_user_ratings`); ``A``: the newest
 `fraction` of the training ratings on the global timeline. Candidates are scored by NDCG@10 on
 that split, from the validation users' earlier ratings, with the same metric code as the test.
-Each method's grid is walked in order until its time budget is spent; the best candidate wins.
+Each method's whole grid is walked in order (or its first `max_candidates`), so the choice never
+depends on how busy the machine is; the best candidate wins.
 EASE's candidates are fitted on the `EASE_TUNE_MAX_ITEMS` most interacted movies of the inner split
 (its cost is cubic in the item count); the final fit uses the full item set.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -141,22 +141,22 @@ def refit(name: str, ratings: sp.csr_matrix, params: dict[str, Any], max_items: 
     return Ranker(name, params["scheme"], model, popularity(x), params)
 
 
-def tune(name: str, split: InnerSplit, budget_s: float, max_items: int) -> dict[str, Any]:
-    """Walk `name`'s grid on the inner split until `budget_s` is spent; the best params (with their
-    validation NDCG@10 and how many candidates were tried)."""
-    started, best, tried = time.perf_counter(), None, 0
+def tune(name: str, split: InnerSplit, max_candidates: int, max_items: int) -> dict[str, Any]:
+    """Walk `name`'s grid on the inner split (its first `max_candidates`; 0 = all of it); the best
+    params, with their validation NDCG@10 and how many candidates were tried."""
+    best, tried = None, 0
     for params, model in CANDIDATES[name](split.fit, max_items):
         ndcg = validation_ndcg(model, params["scheme"], split)
         tried += 1
         if best is None or ndcg > best[0]:
             best = (ndcg, params)
-        if time.perf_counter() - started > budget_s:
+        if tried == max_candidates:
             break
     assert best is not None
     return {**best[1], "val_ndcg_at_10": round(float(best[0]), 4), "candidates": tried}
 
 
-def fit_rankers(train: sp.csr_matrix, split: InnerSplit, budget_s: float = 45.0,
+def fit_rankers(train: sp.csr_matrix, split: InnerSplit, max_candidates: int = 0,
                 max_items: int = ease.DEFAULT_MAX_ITEMS, progress: Callable[[str], None] | None = None
                 ) -> list[Ranker]:
     """Tune every ranking baseline on `split`, then refit each on all training ratings."""
@@ -164,5 +164,5 @@ def fit_rankers(train: sp.csr_matrix, split: InnerSplit, budget_s: float = 45.0,
     for name in RANKERS:
         if progress:
             progress(name)
-        out.append(refit(name, train, tune(name, split, budget_s, max_items), max_items))
+        out.append(refit(name, train, tune(name, split, max_candidates, max_items), max_items))
     return out
