@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.paths import ml_small
+from movierec_assets_tests.ports import free_ports
 
 RESULTS = Path(__file__).resolve().parent / "results" / "workers.json"
 CHILD = Path(__file__).resolve().parents[1] / "movierec_assets_tests" / "ml" / "equivalence_child.py"
@@ -99,19 +99,9 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
             "inprocess": inprocess, "celery": celery}
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def train_workers(n: int, epochs: int, tmp: Path) -> list[dict[str, Any]]:
     """`n` equivalence children (1: the default strategy; more: MultiWorkerMirroredStrategy)."""
-    ports, procs = _ports(n), []
+    ports, procs = free_ports(n), []
     for i in range(n):
         env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "MOVIEREC_TRAIN_STRATEGY")}
         if n > 1:

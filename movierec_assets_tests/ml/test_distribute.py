@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from movierec_assets.ml import distribute
+from movierec_assets_tests.ports import free_ports
 
 CHILD = Path(__file__).with_name("distribute_child.py")
 TIMEOUT = 300
@@ -25,16 +25,6 @@ TIMEOUT = 300
 def _tf_config(ports: list[int], index: int) -> str:
     return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                        "task": {"type": "worker", "index": index}})
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _worker(tmp: Path, strategy: str, tf_config: str | None, name: str) -> tuple[subprocess.Popen[str], Path]:
@@ -111,7 +101,7 @@ def test_default_and_mirrored_strategies_in_process() -> None:
 
 
 def test_one_worker_multi_worker_training(tmp_path: Path) -> None:
-    proc, out = _worker(tmp_path, "multi_worker", _tf_config(_free_ports(1), 0), "w0")
+    proc, out = _worker(tmp_path, "multi_worker", _tf_config(free_ports(1), 0), "w0")
     res = _result(proc, out)
     assert res["strategy"] == "CollectiveAllReduceStrategy"  # MultiWorkerMirroredStrategy's class
     assert res["replicas"] == 1 and res["chief"] and res["epochs"] == 2
@@ -122,7 +112,7 @@ def test_one_worker_multi_worker_training(tmp_path: Path) -> None:
 def test_two_workers_train_one_model(tmp_path: Path) -> None:
     """Two processes on 127.0.0.1 all-reduce their gradients: both end with the same weights; only
     the chief checkpoints into the shared run folder."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [_worker(tmp_path, "multi_worker", _tf_config(ports, i), f"w{i}") for i in range(2)]
     chief, other = (_result(p, o) for p, o in workers)
     assert chief["replicas"] == other["replicas"] == 2
@@ -142,7 +132,7 @@ GATE_RMSE, GATE_NDCG, MAX_APART = 0.01, 0.02, 0.15
 
 
 def _equivalence_run(tmp: Path, n: int, epochs: int) -> list[dict]:
-    ports = _free_ports(n)
+    ports = free_ports(n)
     procs = []
     for i in range(n):
         env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", distribute.STRATEGY_ENV)}

@@ -3,7 +3,6 @@ tiny trained champion on the real server."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 
 from movierec_assets.serving.online.recommender import Recommender
 from movierec_assets.serving.online.state import ServingState
+from movierec_assets_tests.ports import free_port
 from movierec_assets_tests.serving.memory import (
     MemoryStateLoader,
     MemoryUserSource,
@@ -56,12 +56,6 @@ def make_world(n_movies: int = 300, n_users: int = 40, seed: int = 0) -> World:
     world = World(MemoryStateLoader(), users, movie_ids, rng)
     world.loader.publish(world.new_state("v1"))
     return world
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
