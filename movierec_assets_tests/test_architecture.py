@@ -4,6 +4,8 @@
   `ast`) is one the layer model allows, or one of its named exceptions; a failure names file:line;
 - the layer model itself only points downwards, places every package, and has no stale exception;
 - the packages of plain work never import dagster;
+- inside serving, each part (index, online, offline) imports only the parts before it, and every
+  serving module is in a part;
 - the picture that opens docs/architecture.md is `layers.render()`, byte for byte;
 - the state table names every table sql/*.sql creates (one row each) and every `$MOVIEREC_HOME`
   folder the code builds a path to.
@@ -212,3 +214,22 @@ def test_every_home_folder_the_code_builds_is_in_the_state_table() -> None:
     cells = " ".join(_first_cells())
     missing = sorted(name for name in folders if f"`{name}/" not in cells)
     assert not missing, f"$MOVIEREC_HOME folders without a row in {DOC.name}: {missing}"
+
+
+def test_serving_parts_import_only_the_parts_before_them() -> None:
+    serving = PACKAGE / "serving"
+    loose = sorted(p.name for p in serving.iterdir() if p.suffix == ".py" and p.name != "__init__.py")
+    assert not loose, f"serving modules outside {layers.SERVING_PARTS}: {loose}"
+    assert sorted(p.name for p in serving.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(
+        layers.SERVING_PARTS)
+    bad = []
+    for file in sorted(serving.rglob("*.py")):
+        part = file.relative_to(serving).parts[0]
+        if part not in layers.SERVING_PARTS:
+            continue  # serving/__init__.py
+        allowed = layers.SERVING_PARTS[: layers.SERVING_PARTS.index(part) + 1]
+        for imp in imports_of(file):
+            names = imp.target.split(".")
+            if names[:2] == [layers.ROOT, "serving"] and len(names) > 2 and names[2] not in allowed:
+                bad.append(f"{imp.where()}: serving.{part} imports {imp.target}")
+    assert not bad, "\n".join(bad)
