@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
+import dagster as dg
 
+from movierec_assets.cli.bootstrap import bootstrap
 from movierec_assets.cli.progress import LogCapture, Phase, Phases, count_materializations, log_path
+from movierec_assets.config import movierec_home, paths
+from movierec_assets.db.connect import connect
+from movierec_assets.definitions import current_definitions
+from movierec_assets.ingest.replay import replay
+from movierec_assets.instance import get_instance
 
 DAILY_ASSET = "daily_partitioned_ratings"
 TRAINED_MODEL = "trained_model"
@@ -37,8 +44,6 @@ TABLES = ["movielens.movies", "movielens.ratings", "movielens.rejected_ratings",
 @click.option("--verbose", is_flag=True, help="Show the full log live (it always goes to the log file).")
 def demo(data_dir: Path | None, days: int, epochs: int | None, verbose: bool) -> None:
     """Materialize every asset, replay DAYS days through the sensor and automation, print a summary."""
-    from movierec_assets.config import movierec_home
-
     hide_lifecycle_warnings()
     started = time.monotonic()
     log = log_path(movierec_home().absolute(), "demo")
@@ -53,17 +58,12 @@ def demo(data_dir: Path | None, days: int, epochs: int | None, verbose: bool) ->
 
 def hide_lifecycle_warnings() -> None:
     """Dagster's beta/preview notices about APIs this project chose on purpose are not news to a user."""
-    import dagster as dg
-
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
 
 
 def _run_demo(phases: Phases, data_dir: Path | None, days: int, epochs: int | None) -> tuple[str, list[str]]:
     """Every phase in order; returns the database URL and the labels of the phases that failed."""
-    from movierec_assets.cli.bootstrap import bootstrap
-    from movierec_assets.instance import get_instance
-
     failed: list[str] = []
 
     def record(label: str, phase: Phase) -> None:
@@ -86,9 +86,6 @@ def _run_demo(phases: Phases, data_dir: Path | None, days: int, epochs: int | No
 
 
 def _replay_phases(phases: Phases, instance: Any, env: Any, days: int, epochs: int | None, record: Any) -> None:
-    from movierec_assets.config import paths
-    from movierec_assets.ingest.replay import replay
-
     with phases.phase(f"replay {days} day(s)", unit="") as phase:
         written = replay(env.data_dir, paths().landing_ratings, days=days, until=None,
                          manifest=getattr(env, "manifest", None))
@@ -102,8 +99,6 @@ def _replay_phases(phases: Phases, instance: Any, env: Any, days: int, epochs: i
 
 
 def _materialize_unpartitioned(instance: Any, epochs: int | None, phase: Phase) -> None:
-    from movierec_assets.definitions import current_definitions
-
     defs = current_definitions()
     job = defs.resolve_job_def(PIPELINE_JOB)
     keys = sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
@@ -119,8 +114,6 @@ def _materialize_unpartitioned(instance: Any, epochs: int | None, phase: Phase) 
 def _run_pipeline(instance: Any, keys: list[Any], epochs: int | None, tags: dict[str, str], phase: Phase,
                   offset: int = 0) -> Any:
     """Run `pipeline_job` (or the subset `keys` of it, with their checks) in this process."""
-    from movierec_assets.definitions import current_definitions
-
     defs = current_definitions()
     run_config: dict[str, Any] = dict(RUN_CONFIG)
     if epochs is not None and any(k.path[-1] == TRAINED_MODEL for k in keys):
@@ -133,10 +126,6 @@ def _run_pipeline(instance: Any, keys: list[Any], epochs: int | None, tags: dict
 
 
 def _evaluate_landing_sensor(instance: Any) -> list[Any]:
-    import dagster as dg
-
-    from movierec_assets.definitions import current_definitions
-
     defs = current_definitions()
     sensor = defs.resolve_sensor_def(LANDING_SENSOR)
     # The daemon keeps its own cursor; the run keys tagged below dedupe across both.
@@ -164,8 +153,6 @@ def _save_cursor(instance: Any, cursor: str | None, key: str = _CURSOR_KEY) -> N
 
 
 def _run_partition_requests(instance: Any, requests: list[Any], phase: Phase) -> None:
-    from movierec_assets.definitions import current_definitions
-
     defs = current_definitions()
     job = defs.resolve_job_def("daily_ratings_job")
     phase.grow(len(requests))
@@ -183,10 +170,6 @@ def _run_partition_requests(instance: Any, requests: list[Any], phase: Phase) ->
 
 def _run_automation(instance: Any, epochs: int | None, phase: Phase, max_rounds: int = 4) -> None:
     """Tick the automation conditions like the daemon would, running what they request."""
-    import dagster as dg
-
-    from movierec_assets.definitions import current_definitions
-
     defs = current_definitions()
     graph_keys = list(defs.resolve_asset_graph().get_all_asset_keys())
     cursor = _load_automation_cursor(instance)
@@ -221,15 +204,11 @@ def _only_gate_rejected(run: Any) -> bool:
 
 
 def _load_automation_cursor(instance: Any) -> Any:
-    import dagster as dg
-
     raw = _load_cursor(instance, _AUTOMATION_CURSOR_KEY)
     return dg.deserialize_value(raw) if raw else None
 
 
 def _save_automation_cursor(instance: Any, cursor: Any) -> None:
-    import dagster as dg
-
     _save_cursor(instance, dg.serialize_value(cursor), _AUTOMATION_CURSOR_KEY)
 
 
@@ -244,8 +223,6 @@ def _summary(out: TextIO, url: str, seconds: float, log: Path) -> None:
 
 
 def _table_counts(url: str) -> list[tuple[str, int]]:
-    from movierec_assets.db.connect import connect
-
     counts = []
     with connect(url) as conn:
         for table in TABLES:

@@ -9,10 +9,13 @@ params (the tuned baselines' chosen hyperparameters, else null). NaN metrics are
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +31,6 @@ GROUP_ORDER = ("warm", "new", "cold", "all")
 def quiet() -> None:
     """Keep TensorFlow's C++ and Python chatter off the console: its import prints absl/oneDNN
     notices straight to fd 2 whatever the log level, so fd 2 is muted for that import only."""
-    import importlib.util
-    import sys
-    import warnings
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
     if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
@@ -40,7 +39,7 @@ def quiet() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow  # noqa: F401  (the import being muted; TensorFlow only for this command)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -51,7 +50,11 @@ def run_evaluate(data: Path, protocol: str = "AB", max_days: int = 0, name: str 
                  progress: bool = True, **config: Any) -> Any:
     """Load `data`, run the protocols; the rows as a polars DataFrame (see ml/evaluate.py)."""
     quiet()
-    from movierec_assets.ml.evaluate import EvalConfig, evaluate_dataset, load_dataset
+    from movierec_assets.ml.evaluate import (  # TensorFlow: after quiet()
+        EvalConfig,
+        evaluate_dataset,
+        load_dataset,
+    )
 
     ds = load_dataset(data, name)
     return evaluate_dataset(ds, EvalConfig(max_days=max_days, progress=progress, **config), protocol)

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+import dagster as dg
 from tqdm import tqdm
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -187,8 +188,6 @@ def count_materializations(instance: Any, run_id: str, phase: Phase, offset: int
 
 
 def _materializations(instance: Any, run_id: str) -> int:
-    import dagster as dg
-
     try:
         records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     except Exception:  # noqa: BLE001 - progress is cosmetic: never fail the run over it

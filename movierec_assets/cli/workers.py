@@ -13,10 +13,13 @@ from pathlib import Path
 
 import click
 
+from movierec_assets.cli.bootstrap import bootstrap
+from movierec_assets.settings import Settings
+from movierec_assets.workers.broker import BrokerError, LocalRedis, broker_url, redact
+from movierec_assets.workers.pool import WorkerPool
+
 
 def _home() -> Path:
-    from movierec_assets.settings import Settings
-
     return Settings.from_env().home
 
 
@@ -32,11 +35,6 @@ def workers() -> None:
               help="A MovieLens directory (default: $MOVIEREC_DATA_DIR, else the synthetic default).")
 def start(count: int, data_dir: Path | None) -> None:
     """Start the broker (if local) and COUNT workers; returns once every worker answers."""
-    from movierec_assets.cli.bootstrap import bootstrap
-    from movierec_assets.settings import Settings
-    from movierec_assets.workers.broker import BrokerError, broker_url, redact
-    from movierec_assets.workers.pool import WorkerPool
-
     env = bootstrap(data_dir)
     try:
         url = broker_url(Settings.from_env(), start_local=True)
@@ -56,10 +54,6 @@ def start(count: int, data_dir: Path | None) -> None:
 @click.option("--keep-broker", is_flag=True, help="Leave the local Redis running.")
 def stop(keep_broker: bool) -> None:
     """Stop the workers by PID (a running step finishes first), then the local Redis."""
-    from movierec_assets.settings import Settings
-    from movierec_assets.workers.broker import LocalRedis
-    from movierec_assets.workers.pool import WorkerPool
-
     click.echo(f"stopped {WorkerPool(_home()).stop()} worker(s)")
     if not keep_broker and not Settings.from_env().broker_url:
         click.echo("local Redis stopped" if LocalRedis(_home()).stop() else "local Redis not running")
@@ -68,10 +62,6 @@ def stop(keep_broker: bool) -> None:
 @workers.command()
 def status() -> None:
     """The broker and the workers: PIDs, and whether each answers a ping."""
-    from movierec_assets.settings import Settings
-    from movierec_assets.workers.broker import BrokerError, LocalRedis, redact
-    from movierec_assets.workers.pool import WorkerPool
-
     settings = Settings.from_env()
     broker: dict[str, object] = ({"external": True, "url": redact(settings.broker_url)} if settings.broker_url
                                  else {"external": False, **LocalRedis(settings.home).status()})

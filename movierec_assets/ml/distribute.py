@@ -54,7 +54,7 @@ def cluster_spec(env: Mapping[str, str] | None = None) -> tuple[list[str], int]:
 
 def strategy_from_env(env: Mapping[str, str] | None = None) -> Any:
     """The tf.distribute.Strategy the configuration asks for."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when called, never at import
 
     name = strategy_name(env)
     if name == "mirrored":
@@ -90,7 +90,7 @@ def worker_dir(run_dir: Path, strategy: Any) -> Path:
 
 def shard(dataset: Any) -> Any:
     """Shard by batch across workers: the pipelines are built from ranges, not files."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when called, never at import
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -109,7 +109,7 @@ def keras_fit_workaround(model: Any, strategy: Any) -> None:
     1-element vectors (the mean over workers of identical values: metric variables are summed
     across workers on update, so every worker holds the global loss; test_distribute checks it).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when called, never at import
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from movierec_assets import features
 from movierec_assets.ml.pipeline import FeatureMatrices
 
 USER_TABLE = "user_features"
@@ -19,26 +20,20 @@ MOVIE_TABLE = "movie_features"
 STATS_FILE = "scaling_stats.parquet"
 
 
-def _features_api():  # type: ignore[no-untyped-def]
-    import movierec_assets.features as features
-
-    return features
-
-
 def stats_from_frames(users: pl.DataFrame, movies: pl.DataFrame) -> pl.DataFrame:
     """Scaling stats from feature frames, exactly as the `scaling_stats` asset computes them."""
-    return _features_api().compute_scaling_stats(users, movies)
+    return features.compute_scaling_stats(users, movies)
 
 
 def scale_users(users: pl.DataFrame, stats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(sorted user ids, scaled matrix) for a user_features frame."""
     users = users.sort("user_id")
-    return users["user_id"].to_numpy().astype(np.int32), _features_api().scale(users, stats, USER_TABLE)
+    return users["user_id"].to_numpy().astype(np.int32), features.scale(users, stats, USER_TABLE)
 
 
 def scale_movies(movies: pl.DataFrame, stats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     movies = movies.sort("movie_id")
-    return movies["movie_id"].to_numpy().astype(np.int32), _features_api().scale(movies, stats, MOVIE_TABLE)
+    return movies["movie_id"].to_numpy().astype(np.int32), features.scale(movies, stats, MOVIE_TABLE)
 
 
 def matrices(users: pl.DataFrame, movies: pl.DataFrame, stats: pl.DataFrame) -> FeatureMatrices:
@@ -49,9 +44,8 @@ def matrices(users: pl.DataFrame, movies: pl.DataFrame, stats: pl.DataFrame) -> 
 
 def load_feature_tables(url: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(user_features, movie_features, scaling_stats) as stored by the features assets."""
-    api = _features_api()
-    users, movies = api.read_feature_tables(url)
-    return users, movies, api.load_scaling_stats(url)
+    users, movies = features.read_feature_tables(url)
+    return users, movies, features.load_scaling_stats(url)
 
 
 def save_stats(stats: pl.DataFrame, version_dir: Path) -> Path:

@@ -41,7 +41,7 @@ class IALSModel:
 def fit_ials(x: sp.csr_matrix, factors: int, regularization: float, alpha: float,
              iterations: int = 15, seed: int = 0) -> IALSModel:
     """Fit iALS on interactions `x` (users x movies); only the item factors are kept in use."""
-    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.als import AlternatingLeastSquares  # implicit: only when iALS is fitted
 
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # implicit's BLAS-threads advice: limited above

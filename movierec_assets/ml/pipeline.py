@@ -147,7 +147,7 @@ class _Gather:
 
     def __init__(self, features: FeatureMatrices, movie_logq: np.ndarray | None = None,
                  extras: TrainingExtras | None = None) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: only when a tf.data pipeline is built, never at import
 
         self.tf = tf
         self.movie_logq = None if movie_logq is None else tf.constant(movie_logq, tf.float32)
@@ -214,7 +214,7 @@ def make_dataset(
     `movie_logq` adds the retrieval-loss inputs (validation too, so val_loss includes it);
     `extras` adds causal histories and uniform negatives.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when a tf.data pipeline is built, never at import
 
     n = len(ratings)
     if n == 0:
@@ -299,7 +299,7 @@ def make_streaming_dataset(
 
     Each epoch re-reads PostgreSQL (one sequential scan) with a fresh per-epoch seed.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when a tf.data pipeline is built, never at import
 
     n = count_ratings(url, before)
     steps = -(-n // batch_size)

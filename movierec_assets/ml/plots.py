@@ -8,10 +8,10 @@ import io
 
 def training_curve_png(history: dict[str, list[float]]) -> bytes:
     """Loss and RMSE per epoch, training vs validation."""
-    import matplotlib
+    import matplotlib  # heavy: only when a plot is drawn, never on the definitions' import path
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=90)
     try:

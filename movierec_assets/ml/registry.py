@@ -156,9 +156,9 @@ def _decide(url: str, version: str, outcome: str, reason: str, run_id: str | Non
 
 def load_model(path: str | Path) -> Any:
     """Load a registered model (a version directory or its .keras file) with safe_mode=True."""
-    import keras
+    import keras  # Keras (TensorFlow): only when a model is loaded; registry is on the definitions path
 
-    from movierec_assets.ml import two_tower  # noqa: F401  (registers the serializable classes)
+    from movierec_assets.ml import two_tower  # noqa: F401  (Keras; registers the serializable classes)
 
     file = Path(path)
     if file.is_dir():

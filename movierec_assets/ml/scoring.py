@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from movierec_assets.ml.baselines import BiasModel, GlobalMean, MatrixFactorization, Popularity
 from movierec_assets.ml.interactions import rating_matrix
 from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, ranking_metrics
+from movierec_assets.ml.pipeline import index_of
 from movierec_assets.ml.tuning import Ranker
 
 MODEL = "two_tower"
@@ -38,8 +39,6 @@ class History:
 
     @classmethod
     def build(cls, prior: pl.DataFrame, user_ids: np.ndarray, movie_ids: np.ndarray) -> History:
-        from movierec_assets.ml.pipeline import index_of
-
         prior = prior.sort("rated_at")  # on a re-rating, the newest value wins
         u, m = index_of(user_ids, prior["user_id"].to_numpy()), index_of(movie_ids, prior["movie_id"].to_numpy())
         ok = (u >= 0) & (m >= 0)

@@ -11,7 +11,9 @@ from typing import Any
 
 import keras
 import numpy as np
+import polars as pl
 
+from movierec_assets.features.compute import movie_feature_columns
 from movierec_assets.ml import distribute, history
 from movierec_assets.ml.config import TrainConfig
 from movierec_assets.ml.pipeline import (
@@ -21,7 +23,8 @@ from movierec_assets.ml.pipeline import (
     make_dataset,
     movie_log_frequency,
 )
-from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model
+from movierec_assets.ml.ranking import fit_prior
+from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model, embed, embed_users
 
 __all__ = ["TrainConfig", "TrainResult", "movie_vocab", "train", "train_histories"]
 
@@ -205,7 +208,6 @@ def train_histories(model: ColaborativeFiltering, data: RatingArrays, features: 
     """Each of `user_rows`' newest `history_len` ratings in `data` (None when the model has no history)."""
     if not model.uses_history:
         return None
-    import polars as pl
 
     rows = pl.DataFrame({"user_id": features.user_ids[data.user_idx], "movie_id": features.movie_ids[data.movie_idx],
                          "rating": data.rating, "rated_at": data.rated_at})
@@ -215,10 +217,6 @@ def train_histories(model: ColaborativeFiltering, data: RatingArrays, features: 
 def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: RatingArrays, features: FeatureMatrices,
                        cfg: TrainConfig, logger: Any) -> dict[str, Any] | None:
     """Fit the model's rank_weights on the validation split (see ml/ranking.py); None when skipped."""
-    from movierec_assets.features.compute import movie_feature_columns
-    from movierec_assets.ml.ranking import fit_prior
-    from movierec_assets.ml.two_tower import embed, embed_users
-
     model.rank_weights.assign(np.zeros(model.n_movie_features, np.float32))
     if not cfg.ranking_prior or len(tr) == 0 or len(va) == 0:
         logger.info("ranking prior: not fitted (disabled, or training data streamed so seen pairs are unknown)")

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from movierec_assets.config import paths
 from movierec_assets.db.bulk import read_polars
 from movierec_assets.ml import feature_io, registry
 from movierec_assets.ml.config import JobConfig
+from movierec_assets.ml.evaluate import embeddings
 from movierec_assets.ml.pipeline import (
     FeatureMatrices,
     RatingArrays,
@@ -32,6 +34,7 @@ from movierec_assets.ml.pipeline import (
 )
 from movierec_assets.ml.scoring import MODEL, Baselines, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainResult, train
+from movierec_assets.ml.two_tower import rating_map
 
 __all__ = ["JobConfig", "JobResult", "run"]
 
@@ -53,17 +56,12 @@ def run_key(cfg: JobConfig, n_ratings: int, data_end: datetime | None, feature_v
 
 def _ratings_frame(data: RatingArrays, fm: FeatureMatrices) -> Any:
     """Index arrays back to (user_id, movie_id, rating, rated_at) rows: the users' histories."""
-    import polars as pl
-
     return pl.DataFrame({"user_id": fm.user_ids[data.user_idx], "movie_id": fm.movie_ids[data.movie_idx],
                          "rating": data.rating, "rated_at": data.rated_at})
 
 
 def _model_method(model: Any, fm: FeatureMatrices, tr: RatingArrays) -> tuple[Any, Any]:
     """The model's predict/score over feature rows; history-aware models pool the training ratings."""
-    from movierec_assets.ml.evaluate import embeddings
-    from movierec_assets.ml.two_tower import rating_map
-
     u_emb, m_emb, m_bias = embeddings(model, fm, prior=_ratings_frame(tr, fm))
     return model_methods(u_emb, np.arange(len(fm.user_ids)), m_emb, *rating_map(model), m_bias)
 

@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 
 from movierec_assets.ml.config import ModelConfig
-from movierec_assets.ml.history import HISTORY_IDS, HISTORY_RATINGS
+from movierec_assets.ml.history import HISTORY_IDS, HISTORY_RATINGS, empty
 from movierec_assets.ml.tower_layers import (  # noqa: F401  (_HASH_*: serving checks they match)
     _HASH_MOD,
     _HASH_MULT,
@@ -215,8 +215,6 @@ def build_model(n_user_features: int, n_movie_features: int, learning_rate: floa
 
 def example_inputs(n_user_features: int, n_movie_features: int, n: int, history_len: int = 1) -> dict[str, Any]:
     """Zero inputs of the right shapes and dtypes (to build the model), with an empty history."""
-    from movierec_assets.ml.history import empty
-
     return {
         USER_FEATURES: np.zeros((n, n_user_features), np.float32),
         MOVIE_FEATURES: np.zeros((n, n_movie_features), np.float32),
