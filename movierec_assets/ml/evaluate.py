@@ -23,7 +23,7 @@ import polars as pl
 
 from movierec_assets.ml import feature_io
 from movierec_assets.ml.pipeline import FeatureMatrices, arrays_from_frame, index_of
-from movierec_assets.ml.scoring import FALLBACK, MODEL, Baselines, History, Scoreboard, model_methods
+from movierec_assets.ml.scoreboard import FALLBACK, MODEL, Baselines, History, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainConfig
 
 EVAL_TRAIN = TrainConfig()  # the production defaults (ml/config.py): evaluate what is trained

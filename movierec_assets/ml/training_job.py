@@ -32,7 +32,7 @@ from movierec_assets.ml.pipeline import (
     needs_streaming,
     read_ratings,
 )
-from movierec_assets.ml.scoring import MODEL, Baselines, Scoreboard, model_methods
+from movierec_assets.ml.scoreboard import MODEL, Baselines, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainResult, train
 from movierec_assets.ml.two_tower import rating_map
 

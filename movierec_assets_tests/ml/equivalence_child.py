@@ -26,7 +26,7 @@ SEED = 7
 
 
 def main(run_dir: Path, out: Path, epochs: int) -> None:
-    from movierec_assets.ml.scoring import MODEL
+    from movierec_assets.ml.scoreboard import MODEL
     from movierec_assets.ml.training_job import holdout_report
 
     features, ratings = planted(**DATA)

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from movierec_assets.ml import evaluate
-from movierec_assets.ml.scoring import History
+from movierec_assets.ml.scoreboard import History
 from movierec_assets_tests.ml.tiny_movielens import write_tiny_movielens
 
 RANKERS = {"itemknn", "ease", "ials"}

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from movierec_assets.ml import ease, ials, itemknn
 from movierec_assets.ml.interactions import interactions, item_set, popularity, rating_matrix
 from movierec_assets.ml.metrics import top_k
-from movierec_assets.ml.scoring import History
+from movierec_assets.ml.scoreboard import History
 from movierec_assets.ml.tuning import Ranker, inner_split, refit
 
 # 5 users x 5 movies, 0/1 interactions.
