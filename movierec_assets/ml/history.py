@@ -6,7 +6,7 @@ Tensor interface (the model reads these two keys; both absent = aggregates only,
   rated movies, most recent first, right-padded with `PAD_ID` (-1).
 - `history_ratings`: float32, shape (B, N). The stars of those ratings (0.5..5), 0 in padding.
 
-N is the model's `history_len` (`model.hparams.history_len`, default 50); a model accepts any
+N is the model's `history_len` (`model.hparams.history_len`; 0, no history, by default, 50 tested); a model accepts any
 N' <= its own, and a longer history must be truncated to the most recent N (this module does).
 Order within a user is (rated_at, movie_id): the history for an event at time t holds only
 ratings before it in that order, never the event itself or anything later. Ids the model has no
