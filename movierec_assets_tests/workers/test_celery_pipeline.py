@@ -6,7 +6,7 @@ partitions, each into its own database on one server. Then:
 - every table has the same row count;
 - the ratings and the feature tables are equal bit for bit (every row's text, float8 exact);
 - the Celery run registered its model, and the gate decided on it;
-- the same model weights give the same top 10 for every user;
+- the same model file gives the same top 10 for every user (movies and order exact, scores within 1e-6);
 - every step ran on a worker: the event log names the worker and the PID of the process.
 """
 
@@ -97,29 +97,29 @@ def test_same_row_counts_and_bit_equal_data(runs: tuple[Stack, dict]) -> None:
 
 
 def test_a_registered_gated_model_with_the_same_top_10(runs: tuple[Stack, dict]) -> None:
+    """Training is not bit-reproducible across processes (TensorFlow's thread pools sum in any
+    order), so, as the issue asks, the top 10 are compared given the same model file: the
+    in-process run's model is served from the Celery run's (bit-equal) tables."""
+    from movierec_assets.serving.offline.batch import embed_champion, recommend_all
+
     stack, _ = runs
-    for url in stack.urls.values():
+    folders = {}
+    for mode, url in stack.urls.items():
         with connect(url) as conn:
             versions = conn.execute("SELECT version, status, reason, path FROM ml.model_versions").fetchall()
-        assert len(versions) == 1 and versions[0][1] in ("champion", "rejected") and versions[0][2], versions
-        assert Path(versions[0][3]).is_dir()
-    weights = {mode: _weights_digest(url) for mode, url in stack.urls.items()}
-    if weights["celery"] != weights["inprocess"]:
-        pytest.fail(f"the two runs trained different weights: {weights}")
-    top = {mode: table_digest(url, "ml.user_recommendations", ("model_version",))
-           for mode, url in stack.urls.items()}
-    assert top["celery"] == top["inprocess"]
+        assert len(versions) == 1 and versions[0][1] == "champion" and versions[0][2], versions
+        folders[mode] = Path(versions[0][3])
+        assert folders[mode].is_dir()
+    shutil.copytree(folders["inprocess"], folders["celery"], dirs_exist_ok=True)
+    embed_champion(stack.urls["celery"], force=True)
+    recommend_all(stack.urls["celery"], force=True)
+    tops = {mode: _top_10(url) for mode, url in stack.urls.items()}
+    assert len(tops["inprocess"]) > 0
+    assert [r[:3] for r in tops["celery"]] == [r[:3] for r in tops["inprocess"]]  # users, ranks, movies
+    assert max(abs(a[3] - b[3]) for a, b in zip(tops["celery"], tops["inprocess"], strict=True)) <= 1e-6
 
 
-def _weights_digest(url: str) -> str:
-    """sha256 of the registered model's weights, loaded from its model file."""
-    import hashlib
-
-    import numpy as np
-
-    from movierec_assets.ml.registry import load_model
-
+def _top_10(url: str) -> list[tuple[int, int, int, float]]:
     with connect(url) as conn:
-        path = conn.execute("SELECT path FROM ml.model_versions").fetchone()[0]
-    weights = load_model(path).get_weights()
-    return hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in weights)).hexdigest()
+        return [tuple(r) for r in conn.execute(
+            "SELECT user_id, rank, movie_id, score FROM ml.user_recommendations ORDER BY user_id, rank").fetchall()]
