@@ -152,6 +152,9 @@ one relevant item: a held-out rating >= 4 on a movie the user had not rated befo
 
 ## Results (default model)"""
 
+RANKING_BASELINES = ("popularity", "itemknn", "ease", "ials")
+
+
 def targets(table: pl.DataFrame) -> str:
     """The issue's quality targets, checked against the table above (no hand-written verdicts)."""
 
@@ -164,10 +167,10 @@ def targets(table: pl.DataFrame) -> str:
     for ds in table["dataset"].unique(maintain_order=True).to_list():
         for proto, groups in (("A", ["warm", "new"]), ("B", ["all"])):
             for g in groups:
-                checks = [("RMSE < bias", "rmse", "bias", -1), ("Recall@10 > popularity", "recall_at_10", "popularity", 1),
-                          ("NDCG@10 > popularity", "ndcg_at_10", "popularity", 1)]
-                if proto == "A" and g == "new":
-                    checks.append(("RMSE < matrix factorisation", "rmse", "matrix_factorization", -1))
+                checks = [("RMSE < bias", "rmse", "bias", -1)]
+                # Issue 17: above every ranking baseline that runs without retraining.
+                checks += [(f"{name} > {base}", col, base, 1) for base in RANKING_BASELINES
+                           for name, col in (("Recall@10", "recall_at_10"), ("NDCG@10", "ndcg_at_10"))]
                 for label, col, base, sign in checks:
                     ours, theirs = cell(ds, proto, g, "two_tower", col), cell(ds, proto, g, base, col)
                     met = "yes" if sign * (ours - theirs) > 0 else "**no**"
@@ -179,7 +182,7 @@ TARGETS_HEADER = "## Quality targets (computed from the table above)"
 
 PARAMS_HEADER = """## Ranking baselines: chosen hyperparameters
 
-Grids walked in order within a time budget per method and protocol (`movierec_assets/ml/tuning.py`);
+Each method's whole grid is walked on the inner split (`movierec_assets/ml/tuning.py`), so the choice does not depend on the machine's load;
 `val_ndcg_at_10` is the inner validation split's NDCG@10, `candidates` how many were tried."""
 
 
@@ -210,11 +213,15 @@ FOOTER = """Notes:
   the daily feature refresh and needs no retraining; its weights are stored in the model
   (`rank_weights`), served with the embeddings (`ml.movie_embeddings.rank_bias`), and reported in
   `trained_model`'s metadata.
-- Margins: on the synthetic set, the two-tower's lead over popularity in Protocol A is modest
-  (NDCG@10 0.0745 vs 0.0700 over 613 warm queries; 0.0802 vs 0.0727 over 4,696 new-user
-  queries). An earlier run of this benchmark that sampled 400 of the future days had 186 warm
-  queries, and there the model's warm NDCG@10 was below popularity (0.0783 vs 0.0850) while its
-  recall was above. This table evaluates every day instead: more queries, no sampling.
+- Where the two-tower stands (issue 17): it beats bias on RMSE everywhere and popularity on top-N
+  everywhere, and in Protocol A's warm groups it also beats item-kNN, EASE and iALS on
+  ml-latest-small. It does not beat EASE or iALS in Protocol B or for Protocol A's new users. The
+  history-pooling user tower (`history_len=50`) is implemented, served and tested but off by
+  default: on the inner validation split its effect was within the seed spread (~0.02 NDCG@10),
+  at 2.6x the training time, and on the test split it scored lower (3 seeds, ml-latest-small
+  Protocol B: NDCG@10 0.090, range 0.082 to 0.095, against 0.107 without it). The likely cause is
+  that training examples see user aggregates computed over all training ratings (the event's own
+  rating and later ones included) beside a causal history: point-in-time user features are next.
 - History of the synthetic set: it used to draw which movies a user rates from popularity alone,
   so that no recommender could learn exposure from taste. It now follows taste too, as
   MovieLens users do (they rate what they chose to watch). On the old generator, the model with
