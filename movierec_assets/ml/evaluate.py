@@ -20,11 +20,20 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from tqdm import tqdm
 
+from movierec_assets.features import IncrementalFeatures, compute_movie_features, compute_user_features
+from movierec_assets.features.compute import to_microseconds
 from movierec_assets.ml import feature_io
+from movierec_assets.ml.history import histories_for_users
+from movierec_assets.ml.interactions import rating_matrix
 from movierec_assets.ml.pipeline import FeatureMatrices, arrays_from_frame, index_of
 from movierec_assets.ml.scoreboard import FALLBACK, MODEL, Baselines, History, Scoreboard, model_methods
-from movierec_assets.ml.train import TrainConfig
+from movierec_assets.ml.train import TrainConfig, train
+from movierec_assets.ml.tuning import RANKERS, fit_rankers, inner_split
+from movierec_assets.ml.two_tower import embed, embed_users, ranking_bias, rating_map
+from movierec_assets.movielens.source import read_movies, read_ratings, read_tags
+from movierec_assets.movielens.split import compute_split
 
 EVAL_TRAIN = TrainConfig()  # the production defaults (ml/config.py): evaluate what is trained
 
@@ -68,7 +77,6 @@ class Dataset:
 
 
 def features_as_of(ds: Dataset, ratings: pl.DataFrame, as_of: datetime | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from movierec_assets.features import compute_movie_features, compute_user_features
 
     tags = ds.tags.lazy() if ds.tags is not None else None
     return (compute_user_features(ratings.lazy(), ds.movies.lazy(), as_of=as_of),
@@ -76,7 +84,6 @@ def features_as_of(ds: Dataset, ratings: pl.DataFrame, as_of: datetime | None) -
 
 
 def fit_model(train_ratings: pl.DataFrame, fm: FeatureMatrices, cfg: TrainConfig) -> Any:
-    from movierec_assets.ml.train import train
 
     arrays = arrays_from_frame(train_ratings, fm)
     tr, va = arrays.time_split(cfg.val_fraction)
@@ -91,8 +98,6 @@ def embeddings(model: Any, fm: FeatureMatrices, user_rows: np.ndarray | None = N
     `prior`: the evaluated users' ratings so far (user_id, movie_id, rating, rated_at); a
     history-aware model pools each user's newest ones. Without it, users get features only.
     """
-    from movierec_assets.ml.history import histories_for_users
-    from movierec_assets.ml.two_tower import embed, embed_users, ranking_bias
 
     rows = np.arange(len(fm.user_ids)) if user_rows is None else user_rows
     hist = None
@@ -109,7 +114,6 @@ def _pairs(ds: Dataset, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
     """Per-user chronological holdout; features and fits see only the non-held-out ratings."""
-    from movierec_assets.ml.two_tower import rating_map
 
     ranked = ds.ratings.with_columns(
         pl.int_range(pl.len()).over("user_id", order_by=["rated_at", "movie_id"]).alias("_i"),
@@ -140,9 +144,7 @@ def protocol_b(ds: Dataset, cfg: EvalConfig) -> list[dict[str, object]]:
 
 def fits_bar(cfg: EvalConfig, protocol: str) -> Any:
     """A progress bar over one protocol's fits: the two-tower, bias/popularity/MF, each ranker."""
-    from tqdm import tqdm
 
-    from movierec_assets.ml.tuning import RANKERS
 
     bar = tqdm(total=2 + (len(RANKERS) if cfg.rankers else 0), desc=f"protocol {protocol} fits",
                unit="fit", disable=not cfg.progress, leave=False)
@@ -153,8 +155,6 @@ def fits_bar(cfg: EvalConfig, protocol: str) -> Any:
 def fit_baselines(ds: Dataset, train_df: pl.DataFrame, protocol: str, cfg: EvalConfig, bar: Any) -> Baselines:
     """Every baseline on the training ratings `train_df`; the ranking baselines tuned on an inner
     split of those same ratings (`tuning.inner_split`), never on the test events."""
-    from movierec_assets.ml.interactions import rating_matrix
-    from movierec_assets.ml.tuning import fit_rankers, inner_split
 
     bar.update()  # the two-tower, fitted just before
     bar.set_postfix_str("bias, popularity, matrix_factorization")
@@ -177,7 +177,6 @@ def fit_baselines(ds: Dataset, train_df: pl.DataFrame, protocol: str, cfg: EvalC
 
 
 def days_bar(cfg: EvalConfig, days: list[date]) -> Any:
-    from tqdm import tqdm
 
     return tqdm(days, desc="protocol A days", unit="day", disable=not cfg.progress, leave=False)
 
@@ -214,14 +213,12 @@ class Replay:
     changed: list[int] = field(default_factory=list)  # movies re-embedded per refresh
 
     def __post_init__(self) -> None:
-        from movierec_assets.features import IncrementalFeatures
 
         self.state = IncrementalFeatures(self.ds.movies, self.ds.tags)
         self.times = self.ds.ratings["rated_at"].dt.cast_time_unit("us").to_physical().to_numpy()
 
     def prior(self, start: datetime) -> pl.DataFrame:
         """Every rating before `start` (ds.ratings is time-sorted), the new ones folded in."""
-        from movierec_assets.features.compute import to_microseconds
 
         end = int(np.searchsorted(self.times, to_microseconds(start), side="left"))
         if end < self.added:
@@ -244,7 +241,6 @@ class Replay:
     def embed(self, fm: FeatureMatrices, active: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`embeddings(model, fm, prior=active)`, re-embedding only the movie rows whose scaled
         features changed since the last refresh (every row on the first day)."""
-        from movierec_assets.ml.two_tower import embed, ranking_bias
 
         same = self.movie_matrix is not None and self.movie_matrix.shape == fm.movie_matrix.shape
         rows = (np.flatnonzero((fm.movie_matrix != self.movie_matrix).any(axis=1)) if same
@@ -262,8 +258,6 @@ class Replay:
 
     def _users(self, fm: FeatureMatrices, active: pl.DataFrame) -> np.ndarray:
         """The user part of `embeddings(model, fm, prior=active)`."""
-        from movierec_assets.ml.history import histories_for_users
-        from movierec_assets.ml.two_tower import embed_users
 
         hist = None
         if getattr(self.model, "uses_history", False):
@@ -298,7 +292,6 @@ def protocol_a(ds: Dataset, cutoff_day: date, cfg: EvalConfig) -> list[dict[str,
 def _score_day(board: Scoreboard, replay: Replay, start: datetime, known: pl.DataFrame, base: Baselines,
                warm: np.ndarray) -> None:
     """Score one day's `known` events (users with an earlier rating) from features through day-1."""
-    from movierec_assets.ml.two_tower import rating_map
 
     ds = replay.ds
     users = known.select("user_id").unique()
@@ -326,13 +319,11 @@ def _score_cold(board: Scoreboard, ds: Dataset, cold: pl.DataFrame, base: Baseli
 
 
 def load_dataset(directory: Path, name: str | None = None) -> Dataset:
-    from movierec_assets.movielens.source import read_movies, read_ratings, read_tags
 
     return Dataset(name or directory.name, read_ratings(directory), read_movies(directory), read_tags(directory))
 
 
 def evaluate_dataset(ds: Dataset, cfg: EvalConfig = EvalConfig(), protocols: str = "AB") -> pl.DataFrame:
-    from movierec_assets.movielens.split import compute_split
 
     rows: list[dict[str, object]] = []
     if "A" in protocols:

@@ -20,10 +20,9 @@ RANKERS = {"itemknn", "ease", "ials"}
 
 @pytest.fixture()
 def stub_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    import movierec_assets.ml.two_tower as two_tower
 
     monkeypatch.setattr(evaluate, "fit_model", lambda *a, **k: object())
-    monkeypatch.setattr(two_tower, "rating_map", lambda model: (1.0, 3.5))
+    monkeypatch.setattr(evaluate, "rating_map", lambda model: (1.0, 3.5))
 
     def embeddings(model: Any, fm: Any, *a: Any, **k: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros((len(fm.user_ids), 2)), np.zeros((len(fm.movie_ids), 2)), np.zeros(len(fm.movie_ids))
