@@ -25,6 +25,7 @@ import polars as pl  # noqa: E402
 from benchmarks.paths import ml_small  # noqa: E402
 from movierec_assets.cli.evaluate import json_rows, run_evaluate  # noqa: E402
 from movierec_assets.ml.evaluate import EVAL_TRAIN, EvalConfig, evaluate_dataset, load_dataset, variants  # noqa: E402
+from movierec_assets.ml.tuning import RANKERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "eval.json"
@@ -152,7 +153,7 @@ one relevant item: a held-out rating >= 4 on a movie the user had not rated befo
 
 ## Results (default model)"""
 
-RANKING_BASELINES = ("popularity", "itemknn", "ease", "ials")
+RANKING_BASELINES = ("popularity", *RANKERS)
 
 
 def targets(table: pl.DataFrame) -> str:
