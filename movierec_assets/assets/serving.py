@@ -2,9 +2,12 @@
 
 Both are eager: `movie_embeddings` runs after `trained_model` updates and does real work only when
 the champion changed (else it records why it skipped); `user_recommendations` follows it.
+Both carry a `dg.FreshnessPolicy` (SERVING_FRESHNESS): a missed day shows in the UI as a failing
+freshness state. Dagster's freshness daemon (run by `dagster dev` / `movierec dev`) evaluates it.
 TensorFlow is imported inside the asset bodies (through movierec_assets.serving.offline.batch) only.
 """
 
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -16,6 +19,15 @@ from movierec_assets.resources.retry import retry_if_database_drops
 
 OWNERS = ["team:movierec"]
 TOP_N = 10
+
+# Days land once a day (replay_schedule, the landing sensor), and each batch of days re-materializes
+# both serving assets (a skip for an unchanged champion still counts). 26 h = one day's cadence
+# plus 2 h for that run's features, training and embeddings; past 25 h the day is late (WARN).
+# The clock is Dagster's: time since the asset's last materialization. How old the data behind the
+# served model is, /health reports (`model_data_age_hours`).
+FRESH_WITHIN = timedelta(hours=26)
+LATE_AFTER = timedelta(hours=25)
+SERVING_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=FRESH_WITHIN, warn_window=LATE_AFTER)
 
 EMBEDDINGS_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("model_version", "text", description="registry version of the model"),
@@ -71,6 +83,7 @@ def _result(context: AssetExecutionContext, asset: str, run: Any, schema: dg.Tab
     code_version="2",
     deps=[dg.AssetKey("trained_model")],
     automation_condition=dg.AutomationCondition.eager(),
+    freshness_policy=SERVING_FRESHNESS,
     description=(
         "The champion model's movie tower run over every movie in features.movie_features (cold-start "
         "movies included), stored in ml.movie_embeddings (+ manifest ml.embedding_sets) and as .npy "
@@ -102,6 +115,7 @@ def movie_embeddings(
     code_version="1",
     deps=[movie_embeddings],
     automation_condition=dg.AutomationCondition.eager(),
+    freshness_policy=SERVING_FRESHNESS,
     description=(
         f"Top {TOP_N} unseen movies for every user with features, from the served embeddings, written "
         "to a new table and swapped in for ml.user_recommendations in one transaction."
