@@ -68,6 +68,9 @@ class HealthOut(BaseModel):
     refused: str | None = None  # why (e.g. the model's scaling_stats.parquet is missing)
     history_skipped_ids: int | None = None  # rated movies unknown to the served version, skipped in histories
     history_truncated_users: int | None = None  # histories longer than the model's N, cut to the newest N
+    model_data_end: str | None = None  # ml.model_versions.data_end of the served version (ISO, UTC)
+    newest_rating_at: str | None = None  # the newest rating loaded: of the newest landed day, else the history
+    model_data_age_hours: float | None = None  # newest_rating_at - model_data_end (0: the model saw them all)
 
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many movies to return")]
@@ -95,7 +98,10 @@ def create_app(recommender_factory: Callable[[], Recommender], reload_poll_s: fl
         options = {"max_batch": max_batch, "max_wait_s": max_wait_s, "workers": batch_workers}
         app.state.users = Batcher(recommender.recommend_many, name="users", **options)
         app.state.similar = Batcher(recommender.similar_many, name="similar", **options)
-        probe = await run_in_threadpool(DatabaseProbe(database_url).start) if database_url else None
+        probe = None
+        if database_url:  # reachability, and the served version's data age (see health.py)
+            probe = await run_in_threadpool(DatabaseProbe(database_url, served_version=lambda: recommender.version).start)
+        app.state.probe = probe
         app.state.health_response = lambda: _health_response(recommender, probe, scoring)
         task = asyncio.create_task(_reload_loop(recommender, reload_poll_s))
         try:
