@@ -51,7 +51,12 @@ def fingerprint(f: DayFile, previous: Fingerprint | None) -> Fingerprint:
 
 
 def plan(files: dict[date, DayFile], previous: dict[str, Fingerprint]) -> tuple[list[tuple[date, str]], dict[str, Fingerprint]]:
-    """(days whose content is new or changed, with their hash; the new cursor state)."""
+    """(days whose content is new or changed, with their delivery key; the new cursor state).
+
+    The key is the content hash and the file's mtime: the same file seen again (a lost cursor) keeps
+    its key, so Dagster skips the run it already made; a delivery that goes back to earlier content
+    (A, then B, then A again) gets a new key, where the hash alone would make Dagster skip it as
+    A's old run and leave B's rows in place."""
     changed: list[tuple[date, str]] = []
     state: dict[str, Fingerprint] = {}
     for day in sorted(files):
@@ -63,7 +68,7 @@ def plan(files: dict[date, DayFile], previous: dict[str, Fingerprint]) -> tuple[
             continue
         state[key] = fp
         if previous.get(key, [None])[0] != fp[0]:
-            changed.append((day, fp[0]))
+            changed.append((day, f"{fp[0]}:{fp[2]}"))
     return changed, state
 
 
@@ -108,8 +113,8 @@ def build_landing_zone_sensor(days: DayRange, job: Any, name: str = "landing_zon
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Watches the landing zone for new or changed `YYYY-MM-DD.csv`/`.parquet` day files and requests "
-            "the daily_partitioned_ratings run for each (run_key = day + content hash, so a replaced file "
-            f"loads again). Partitions: {days.describe()}."
+            "the daily_partitioned_ratings run for each (run_key = day + content hash + mtime, so a replaced file "
+            f"loads again, even back to earlier content). Partitions: {days.describe()}."
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:

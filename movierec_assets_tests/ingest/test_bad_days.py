@@ -102,14 +102,14 @@ def test_twice_out_of_order_and_empty_days_land_exactly_once(pg_url: str, landin
     [first] = zone.tick()
     assert first.partition_key == LATE.isoformat() and zone.run(first)["rows_loaded"] == 2
 
-    # The same day delivered again (identical content, a new mtime): no new request.
-    write_day(landing, LATE, LATE_LINES)
-    assert zone.tick() == []
     # A sensor that lost its cursor asks again under the same run key, which already names a run
     # (the daemon skips it); a second run anyway replaces the day, it does not add to it.
     [again] = zone.tick(cursor=None)
     assert again.run_key == first.run_key and zone.runs_with_key(first.run_key) == 1
     assert zone.run(again)["rows_loaded"] == 2 and day_counts(pg_url, [LATE]) == {LATE: 2}
+    # The same day delivered again (identical content, a new mtime): no new request.
+    write_day(landing, LATE, LATE_LINES)
+    assert zone.tick() == [] and day_counts(pg_url, [LATE]) == {LATE: 2}
 
     # Out of order: the earlier day lands after the later one; only it is requested.
     write_day(landing, EARLY, EARLY_LINES)
@@ -134,8 +134,10 @@ def test_twice_out_of_order_and_empty_days_land_exactly_once(pg_url: str, landin
     assert _ours(pg_url) == [(U1, M1, 4.0, LATE), (U2, M2, 3.0, LATE)]
     rated = assert_consistent(pg_url)
     assert rated[U1] == ([M1], [4.0])
-    write_day(landing, EARLY, EARLY_LINES)  # and delivered again: back exactly once
-    zone.run(zone.tick()[0])
+    write_day(landing, EARLY, EARLY_LINES)  # and its first content again: back exactly once
+    [back] = zone.tick()  # a new run key: under the first one, the daemon would skip it as done
+    assert back.run_key != early.run_key and zone.runs_with_key(back.run_key) == 0
+    zone.run(back)
     assert _ours(pg_url) == [(U1, M2, 5.0, EARLY), (U1, M1, 4.0, LATE), (U2, M2, 3.0, LATE)]
 
     # The features over these days: two ratings for U1 (mean 4.5), one for U2.

@@ -53,7 +53,8 @@ def test_each_new_file_once_and_a_replaced_file_again(landing: Path) -> None:
     (landing / "../escape.csv").write_text("x")  # outside the zone: never listed
     requests, cursor = _tick(sensor, cursor, instance)
     assert [r.partition_key for r in requests] == ["1991-01-10", "1991-01-11"]
-    assert all(r.run_key == f"{r.partition_key}:{json.loads(cursor)[r.partition_key][0]}" for r in requests)
+    state = json.loads(cursor)
+    assert all(r.run_key == f"{r.partition_key}:{state[r.partition_key][0]}:{state[r.partition_key][2]}" for r in requests)
     skip, cursor = _tick(sensor, cursor, instance)
     assert isinstance(skip, dg.SkipReason)
     old_key = requests[0].run_key
