@@ -11,6 +11,7 @@ import dagster as dg
 
 from movierec_assets.metadata import rounded
 from movierec_assets.ml import promotion, registry
+from movierec_assets.ml.policy import FULL_RETRAIN_CRON
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
@@ -29,12 +30,21 @@ REGISTRY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("data_end", "timestamptz"),
     dg.TableColumn("status", "text", description="candidate | champion | rejected | retired"),
     dg.TableColumn("reason", "text", description="why the gate promoted or rejected it"),
+    dg.TableColumn("policy", "text", description="the retraining policy that made it: full | warm"),
+    dg.TableColumn("parent_version", "text", description="the champion a warm version was fine-tuned from"),
+    dg.TableColumn("trained_on", "jsonb", description="the data it saw: rows, holdout, new-days window, sample"),
 ])
 # Retrain once after the features refresh, however many days a backfill delivered: fire when a
 # feature table updated since the last request, never while a dependency or this asset runs.
 # (`without(~any_deps_missing())`: a never-materialized feature table must not block the model
-# forever, as `eager()` alone would.)
-RETRAIN_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# forever, as `eager()` alone would.) Or once after the weekly tick, updates or not: the run's
+# `auto` policy then trains from scratch (ml/policy.py; it trains nothing if nothing is new).
+_NOT_BUSY = ~dg.AutomationCondition.in_progress() & ~dg.AutomationCondition.any_deps_in_progress()
+RETRAIN_CONDITION = (
+    dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+    | (dg.AutomationCondition.cron_tick_passed(FULL_RETRAIN_CRON).since_last_handled() & _NOT_BUSY)
+    .with_label(f"weekly full retrain ({FULL_RETRAIN_CRON})")
+)
 
 
 def _run_config_class() -> type[dg.Config]:
@@ -76,14 +86,18 @@ def _baseline_table(rows: list[dict[str, object]]) -> str:
     group_name="ml",
     kinds={"tensorflow", "postgres"},
     owners=OWNERS,
-    code_version="trained_model-v2",
+    code_version="trained_model-v3",
     deps=FEATURE_DEPS,
     automation_condition=RETRAIN_CONDITION,
     pool=TRAINING_POOL,
     description=(
-        "Two-tower ColaborativeFiltering model trained on every rating in PostgreSQL (history plus "
-        "injected days) with a time-ordered validation split; saved under `$MOVIEREC_HOME/models/{version}/` "
-        "and registered as a candidate in ml.model_versions. The champion_gate check promotes it."
+        "Two-tower ColaborativeFiltering model under the run config's `retrain_policy` (ml/policy.py): "
+        "`full` trains on every rating in PostgreSQL (history plus injected days) with a time-ordered "
+        "validation split, `warm` fine-tunes the champion on the ratings after its data_end plus a sample "
+        "of older ones, `none` keeps the champion; `auto` (default) warms on new days and trains in full "
+        "weekly or when the features or architecture changed. Saved under `$MOVIEREC_HOME/models/{version}/` "
+        "and registered as a candidate in ml.model_versions with its policy, parent and data; the "
+        "champion_gate check promotes it."
     ),
 )
 def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,  # type: ignore[valid-type]
@@ -96,8 +110,18 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
         url = postgres.url()
         job = run(url, _job_config(config), context.log)
         n_versions = len(registry.list_versions(url))
+        chain = registry.lineage(url, job.version.version) if job.version is not None else []
+    lineage = _lineage_metadata(job.plan, chain)
+    if job.version is None or job.train is None:  # policy none: the champion stays, no new version
+        champion = job.plan.champion
+        context.log.info(f"no new model: {job.plan.reason}")
+        return dg.MaterializeResult(metadata={
+            "dagster/table_name": "ml.model_versions", "dagster/row_count": n_versions, **lineage,
+            "serving_version": champion.version if champion else "none",
+            "new_ratings": job.plan.new_ratings, "trained": False})
     m, tr = job.metrics, job.train
-    context.log.info(f"model {job.version.version}: holdout RMSE {m['holdout_rmse']:.4f} after {tr.epochs_run} epochs")
+    context.log.info(f"model {job.version.version} ({job.plan.policy}): holdout RMSE {m['holdout_rmse']:.4f} "
+                     f"after {tr.epochs_run} epochs")
     curve = plots.markdown_image(plots.training_curve_png(tr.history))
     md = dg.MetadataValue
     return dg.MaterializeResult(metadata=rounded({
@@ -105,6 +129,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
         "dagster/row_count": n_versions,
         "dagster/column_schema": REGISTRY_SCHEMA,
         "model_version": job.version.version,
+        **lineage,
+        "trained": True,
+        "trained_on": md.json(job.version.trained_on),
         "model_path": md.path(str(job.version.path)),
         "epochs": tr.epochs_run,
         "initial_epoch": tr.initial_epoch,
@@ -125,14 +152,34 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     }))
 
 
-def candidate_of_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The model version `trained_model` materialized in run `run_id` (None if it did not)."""
+def _lineage_metadata(plan: Any, chain: list[registry.ModelVersion]) -> dict[str, Any]:
+    """The policy applied and why, the parent, and the chain back to the first full model."""
+    new = chain[0] if chain else None
+    rows = ["| version | policy | parent | data_end | status |", "|---|---|---|---|---|"]
+    rows += [f"| {v.version} | {v.policy} | {v.parent_version or ''} | {v.data_end} | {v.status} |" for v in chain]
+    return {
+        "policy": plan.policy,
+        "requested_policy": plan.requested,
+        "policy_reason": plan.reason,
+        "parent_version": (new.parent_version if new else None) or "none",
+        "lineage": dg.MetadataValue.md("\n".join(rows)) if chain else "no new version",
+    }
+
+
+def _run_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any] | None:
+    """The metadata of the last `trained_model` materialization of run `run_id` (None if none)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     for record in reversed(records):
         materialization = record.event_log_entry.asset_materialization
-        if materialization and materialization.asset_key == TRAINED_MODEL and "model_version" in materialization.metadata:
-            return str(materialization.metadata["model_version"].value)
+        if materialization and materialization.asset_key == TRAINED_MODEL:
+            return {k: v.value for k, v in materialization.metadata.items()}
     return None
+
+
+def candidate_of_run(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The model version `trained_model` materialized in run `run_id` (None if it trained none)."""
+    meta = _run_metadata(instance, run_id)
+    return str(meta["model_version"]) if meta and "model_version" in meta else None
 
 
 @dg.asset_check(asset="trained_model", blocking=True, description=(
@@ -146,9 +193,9 @@ def champion_gate(context: dg.AssetCheckExecutionContext, postgres: PostgresReso
 
     run_id = context.run.run_id
     version = candidate_of_run(context.instance, run_id)
-    if version is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": f"run {run_id} trained no model"})
     url = postgres.url()
+    if version is None:
+        return _no_candidate(context.instance, run_id, url)
     try:
         decision = promotion.decide(url, version, JobConfig.gate_tolerance, run_id=run_id)
     except KeyError as exc:
@@ -166,3 +213,17 @@ def champion_gate(context: dg.AssetCheckExecutionContext, postgres: PostgresReso
             "champion": now.version if now else "none",
         },
     )
+
+
+def _no_candidate(instance: dg.DagsterInstance, run_id: str, url: str) -> dg.AssetCheckResult:
+    """The run trained no model: under policy `none` the champion keeps serving (passed, so the
+    serving assets refresh over the new features); otherwise, or with no champion, failed."""
+    meta = _run_metadata(instance, run_id) or {}
+    champion = registry.current_champion(url)
+    if meta.get("policy") == "none" and champion is not None:
+        return dg.AssetCheckResult(passed=True, metadata={
+            "decision": "kept", "reason": f"no new version ({meta.get('policy_reason')}); the champion keeps serving",
+            "champion": champion.version})
+    return dg.AssetCheckResult(passed=False, metadata={
+        "reason": f"run {run_id} trained no model" + (f" ({meta['policy_reason']})" if "policy_reason" in meta else ""),
+        "champion": champion.version if champion else "none"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from movierec_assets.config import paths
 from movierec_assets.db.connect import connect
 
 MODEL_FILE = "model.keras"
-_SELECT = "SELECT version, created_at, metrics, path, data_start, data_end, status, reason, decided_at FROM ml.model_versions"
+_SELECT = ("SELECT version, created_at, metrics, path, data_start, data_end, status, reason, decided_at, policy,"
+           " parent_version, trained_on FROM ml.model_versions")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ModelVersion:
     status: str
     reason: str | None
     decided_at: datetime | None = None  # when the gate promoted or rejected it
+    policy: str = "full"  # the retraining policy that made it: full | warm (sql/008)
+    parent_version: str | None = None  # the champion a warm version was fine-tuned from
+    trained_on: dict[str, Any] = field(default_factory=dict)  # the data it saw (rows, windows, sample)
 
     @property
     def model_file(self) -> Path:
@@ -60,16 +64,22 @@ def register_candidate(
     metrics: dict[str, Any],
     data_start: datetime | None,
     data_end: datetime | None,
+    policy: str = "full",
+    parent_version: str | None = None,
+    trained_on: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Record a saved model as a candidate (the model file must already exist)."""
+    """Record a saved model as a candidate (the model file must already exist), with its lineage:
+    the policy that made it, its parent (warm only) and the data it saw."""
     if not (Path(path) / MODEL_FILE).exists():
         raise FileNotFoundError(f"no {MODEL_FILE} in {path}: save the model before registering it")
     with connect(url) as conn, conn.transaction():
         row = conn.execute(
-            "INSERT INTO ml.model_versions (version, metrics, path, data_start, data_end, status)"
-            " VALUES (%s, %s::jsonb, %s, %s, %s, 'candidate') RETURNING version, created_at, metrics, path,"
-            " data_start, data_end, status, reason, decided_at",
-            (version, json.dumps(_json_safe(metrics)), str(path), data_start, data_end),
+            "INSERT INTO ml.model_versions (version, metrics, path, data_start, data_end, status, policy,"
+            " parent_version, trained_on) VALUES (%s, %s::jsonb, %s, %s, %s, 'candidate', %s, %s, %s::jsonb)"
+            " RETURNING version, created_at, metrics, path, data_start, data_end, status, reason, decided_at,"
+            " policy, parent_version, trained_on",
+            (version, json.dumps(_json_safe(metrics)), str(path), data_start, data_end, policy, parent_version,
+             json.dumps(_json_safe(trained_on or {}))),
         ).fetchone()
     return _row(row)
 
@@ -90,6 +100,27 @@ def current_champion(url: str) -> ModelVersion | None:
 def list_versions(url: str) -> list[ModelVersion]:
     with connect(url) as conn:
         rows = conn.execute(_SELECT + " ORDER BY created_at, version").fetchall()
+    return [_row(r) for r in rows]
+
+
+# From a version up its parent_version links; a full version ends the walk. Parents are older
+# than their children, so there is no cycle; the depth bound is a guard all the same.
+_LINEAGE_SQL = (
+    "WITH RECURSIVE chain AS ("
+    " SELECT v.*, 0 AS depth FROM ml.model_versions v WHERE v.version = %s"
+    " UNION ALL"
+    " SELECT p.*, chain.depth + 1 FROM chain JOIN ml.model_versions p ON p.version = chain.parent_version"
+    " WHERE chain.policy <> 'full' AND chain.depth < 100000)"
+    " SELECT version, created_at, metrics, path, data_start, data_end, status, reason, decided_at, policy,"
+    " parent_version, trained_on FROM chain ORDER BY depth"
+)
+
+
+def lineage(url: str, version: str) -> list[ModelVersion]:
+    """`version`, its parent, the parent's parent... up to and including the first full model (or
+    the oldest ancestor still registered). Empty for an unknown version."""
+    with connect(url) as conn:
+        rows = conn.execute(_LINEAGE_SQL, (version,)).fetchall()
     return [_row(r) for r in rows]
 
 
@@ -145,12 +176,13 @@ def _decide(url: str, version: str, outcome: str, reason: str, run_id: str | Non
                          " WHERE status = 'champion' AND version <> %s", (version,))
         row = conn.execute(
             "UPDATE ml.model_versions SET status = %s, reason = %s, decided_at = now() WHERE version = %s"
-            " RETURNING version, created_at, metrics, path, data_start, data_end, status, reason, decided_at",
+            " RETURNING version, created_at, metrics, path, data_start, data_end, status, reason, decided_at,"
+            " policy, parent_version, trained_on",
             ("champion" if outcome == "promoted" else "rejected", reason, version),
         ).fetchone()
         conn.execute("INSERT INTO ml.model_decisions (version, decision, reason, run_id, champion_before, decided_at)"
                      " VALUES (%s, %s, %s, %s, %s, %s)",
-                     (version, outcome, reason, run_id, champion[0] if champion else None, row[-1]))
+                     (version, outcome, reason, run_id, champion[0] if champion else None, row[8]))
     return _row(row)
 
 
@@ -237,7 +269,8 @@ def _status_for_update(conn: Any, version: str) -> str:
 
 
 def _row(row: Any) -> ModelVersion:
-    version, created_at, metrics, path, data_start, data_end, status, reason, decided_at = row
-    if isinstance(metrics, str):
-        metrics = json.loads(metrics)
-    return ModelVersion(version, created_at, metrics or {}, path, data_start, data_end, status, reason, decided_at)
+    (version, created_at, metrics, path, data_start, data_end, status, reason, decided_at, policy, parent,
+     trained_on) = row
+    metrics, trained_on = (json.loads(v) if isinstance(v, str) else v for v in (metrics, trained_on))
+    return ModelVersion(version, created_at, metrics or {}, path, data_start, data_end, status, reason, decided_at,
+                        policy, parent, trained_on or {})

@@ -69,7 +69,7 @@ def _train(url: str, epochs: int) -> None:
     cfg = TrainConfig(epochs=epochs, batch_size=64, user_layers=(64,), movie_layers=(64,), embedding=16,
                       id_buckets=1000, patience=epochs, seed=7)
     _go()
-    job = run(url, JobConfig(cfg, rank_users_cap=100), logging.getLogger("train"))
+    job = run(url, JobConfig(cfg, retrain_policy="full", rank_users_cap=100), logging.getLogger("train"))
     print(f"initial_epoch={job.train.initial_epoch} epochs_run={job.train.epochs_run} "
           f"version={job.version.version} status={job.version.status}", flush=True)
 

@@ -20,7 +20,7 @@ from movierec_assets.assets.ml import champion_gate, trained_model  # noqa: E402
 from movierec_assets.resources import PostgresResource  # noqa: E402
 
 CONFIG = {"epochs": 1, "user_layers": [16], "movie_layers": [16], "embedding": 8, "batch_size": 2048,
-          "rank_users_cap": 200}
+          "rank_users_cap": 200, "retrain_policy": "full"}  # both runs train, on the same data
 
 
 def main(out: Path) -> None:
@@ -28,6 +28,10 @@ def main(out: Path) -> None:
     result = dg.materialize([trained_model, champion_gate], instance=instance,
                             resources={"postgres": PostgresResource()},
                             run_config={"ops": {"trained_model": {"config": CONFIG}}}, raise_on_error=False)
+    if not result.success:  # say why on stderr: the parent test shows it
+        for event in result.all_events:
+            if event.is_failure:
+                print(event.event_specific_data, file=sys.stderr)
     [materialization] = result.asset_materializations_for_node("trained_model")
     [check] = result.get_asset_check_evaluations()
     out.write_text(json.dumps({

@@ -63,7 +63,8 @@ def test_materialize_records_version_and_gate_rejects_worse_model(pg_url: str, m
     assert registry.load_model(row.path).predict is not None
 
     # A deliberately worse model (no learning at all) is recorded but rejected.
-    second = _train(instance, {**TINY, "epochs": 1, "learning_rate": 1e-9, "retrieval_weight": 0.0})
+    second = _train(instance, {**TINY, "epochs": 1, "learning_rate": 1e-9, "retrieval_weight": 0.0,
+                               "retrain_policy": "full"})
     checks = second.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [False]
     worse = registry.get_version(pg_url, second.asset_materializations_for_node("trained_model")[0]
