@@ -41,7 +41,34 @@ def prepare_dagster_home(home: Path | None = None) -> Path:
     return dagster_home
 
 
+def ensure_pools(instance: dg.DagsterInstance) -> None:
+    """Create the instance's pools (at `default_limit`) once, before any run needs them.
+
+    Dagster otherwise creates a pool's row lazily on the first step that uses it, and two runs
+    doing so at once on a fresh PostgreSQL instance collide on the pool's unique key (one run then
+    fails). Racing bootstraps are harmless here: the loser finds the winner's row.
+    """
+    from movierec_assets.assets.ml import TRAINING_POOL  # a light module: no TensorFlow
+
+    storage = instance.event_log_storage
+    if TRAINING_POOL in storage.get_concurrency_keys():
+        return
+    try:
+        storage.initialize_concurrency_limit_to_default(TRAINING_POOL)
+    except Exception:  # noqa: BLE001 - an IntegrityError from a concurrent bootstrap; checked below
+        if TRAINING_POOL not in storage.get_concurrency_keys():
+            raise
+
+
+def bootstrap_instance(home: Path | None = None) -> dg.DagsterInstance:
+    """`prepare_dagster_home`, then the instance with its pools created (what every CLI entry uses)."""
+    dagster_home = prepare_dagster_home(home)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    ensure_pools(instance)
+    return instance
+
+
 def get_instance():  # type: ignore[no-untyped-def]
-    """The persistent Dagster instance (prepares DAGSTER_HOME first)."""
-    prepare_dagster_home()
+    """The persistent Dagster instance (prepares DAGSTER_HOME and the pools first)."""
+    bootstrap_instance()
     return dg.DagsterInstance.get()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from movierec_assets.db.migrations import prepare_database
-from movierec_assets.instance import prepare_dagster_home
+from movierec_assets.instance import bootstrap_instance
 from movierec_assets.movielens.split import SplitManifest, split_manifest
 from movierec_assets.movielens.synth import ensure_default_dataset
 from movierec_assets.settings import ENV_DATA_DIR, ENV_HOME, Settings
@@ -37,4 +37,12 @@ def bootstrap(data_dir: Path | None = None) -> Environment:
         ensure_default_dataset()
     os.environ[ENV_DATA_DIR] = str(settings.dataset)
     manifest = split_manifest(settings.dataset, cache_dir=settings.home / "manifests", write_cache=True)
-    return Environment(url=url, data_dir=settings.dataset, dagster_home=prepare_dagster_home(), manifest=manifest)
+    return Environment(url=url, data_dir=settings.dataset, dagster_home=_dagster_home(), manifest=manifest)
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME prepared and the instance's pools created (instance.bootstrap_instance)."""
+    instance = bootstrap_instance()
+    home = Path(os.environ["DAGSTER_HOME"])
+    instance.dispose()
+    return home

@@ -13,7 +13,7 @@ import pytest
 
 from movierec_assets.assets.ml import TRAINING_POOL, candidate_of_run, trained_model
 from movierec_assets.db.connect import connect
-from movierec_assets.instance import DAGSTER_YAML, prepare_dagster_home
+from movierec_assets.instance import DAGSTER_YAML, bootstrap_instance
 from movierec_assets.ml import promotion, registry
 from movierec_assets.resources import PostgresResource
 from movierec_assets_tests.conftest import traversable_tmpdir
@@ -93,7 +93,7 @@ def test_two_concurrent_trainings_each_decide_their_own_version(
     assert dg.materialize([feature_tables, scaling_stats], resources={"postgres": PostgresResource()}).success
     home = traversable_tmpdir("movierec-pool-")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    prepare_dagster_home(home)
+    bootstrap_instance(home).dispose()  # what every CLI entry does: the training pool exists up front
     outs = [home / f"run{i}.json" for i in range(2)]
     children = [subprocess.Popen([sys.executable, str(CHILD), str(out)], env=os.environ.copy()) for out in outs]
     assert [child.wait(timeout=900) for child in children] == [0, 0]
