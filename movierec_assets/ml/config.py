@@ -91,17 +91,31 @@ class TrainConfig(ModelConfig):
         return self.model_config().as_dict()
 
 
+RETRAIN_POLICIES = ("auto", "none", "warm", "full")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """The `trained_model` job: the training config plus registry and gate settings."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    warm_start: bool = False
+    # The retraining policy (ml/policy.py, docs/continuous_training.md): auto | none | warm | full.
+    retrain_policy: str = "auto"
+    # A warm update: this many epochs at this learning rate over the ratings after the champion's
+    # data_end plus `warm_history_sample` older ratings per new one (a random sample, so that it
+    # does not forget the history).
+    warm_epochs: int = 2
+    warm_learning_rate: float = 1e-3
+    warm_history_sample: float = 4.0
     memory_budget_mb: int = 2048
     rank_users_cap: int = 2000
     # The champion gate: relative tolerances on holdout RMSE (lower is better) and NDCG@10.
     gate_tolerance: float = 0.01
     ndcg_tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.retrain_policy not in RETRAIN_POLICIES:
+            raise ValueError(f"retrain_policy {self.retrain_policy!r}: expected one of {', '.join(RETRAIN_POLICIES)}")
 
     @property
     def memory_budget_bytes(self) -> int:

@@ -24,7 +24,7 @@ from movierec_assets.ml.pipeline import (
     movie_log_frequency,
 )
 from movierec_assets.ml.ranking import fit_prior
-from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model, embed, embed_users
+from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model, compile_model, embed, embed_users
 
 __all__ = ["TrainConfig", "TrainResult", "movie_vocab", "train", "train_histories"]
 
@@ -121,7 +121,8 @@ def train(
 ) -> TrainResult:
     """Fit a ColaborativeFiltering model; resume from `run_dir`'s last checkpoint when one exists.
 
-    `warm_start` (a champion's .keras file) initialises the weights when the architecture matches.
+    `warm_start` (a champion's .keras file): fine-tune that model when its architecture matches
+    (`extra["warm_started"]` says whether it did).
     `train_dataset` = (dataset, steps_per_epoch) replaces the in-memory pipeline (streaming mode).
     """
     logger = logger or logging.getLogger(__name__)
@@ -129,15 +130,17 @@ def train(
     strategy = distribute.strategy_from_env()  # MOVIEREC_TRAIN_STRATEGY (+ TF_CONFIG for multi_worker)
     run_dir = distribute.worker_dir(run_dir, strategy)
     resume, initial_epoch = _resume_point(run_dir)
+    warm_started = resume is not None and warm_start is not None  # a resumed warm run: warm from its checkpoint
     with strategy.scope():  # variables (model + optimizer) are created mirrored across replicas/workers
         if resume is not None:
             model = keras.saving.load_model(resume, safe_mode=True)
             logger.info(f"resuming from {resume} after epoch {initial_epoch}")
         else:
-            model = build_model(features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate,
-                                movie_vocab(train_data, features, cfg), **cfg.model_kwargs())
-            if warm_start is not None:
-                _warm_start(model, warm_start, logger)
+            model = _warm_start(warm_start, features, cfg, logger) if warm_start is not None else None
+            warm_started = model is not None
+            if model is None:
+                model = build_model(features.user_matrix.shape[1], features.movie_matrix.shape[1], cfg.learning_rate,
+                                    movie_vocab(train_data, features, cfg), **cfg.model_kwargs())
     logq = movie_log_frequency(train_data, len(features.movie_ids)) if cfg.retrieval_weight > 0 else None
     tr_extras, va_extras = _extras(model, train_data, val_data, features, cfg)
     if train_dataset is not None:  # streamed: no causal histories (the user tower sees features only)
@@ -174,7 +177,7 @@ def train(
         n_train=len(train_data) if train_dataset is None else steps * cfg.batch_size,
         n_val=len(val_data),
         extra={"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
-               "chief": distribute.is_chief(strategy), "ranking_prior": prior},
+               "chief": distribute.is_chief(strategy), "ranking_prior": prior, "warm_started": warm_started},
     )
 
 
@@ -234,10 +237,14 @@ def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: Ratin
     return choice.summary()
 
 
-def _warm_start(model: ColaborativeFiltering, path: Path, logger: Any) -> None:
+def _warm_start(path: Path, features: FeatureMatrices, cfg: TrainConfig, logger: Any) -> ColaborativeFiltering | None:
+    """The champion itself, recompiled (a fresh optimiser at `cfg.learning_rate`), when its
+    ModelConfig and feature widths match; it keeps its movie-ID vocabulary (new movies use the shared
+    rare row until the next full training). None, logged, when the architecture differs."""
     champion = keras.saving.load_model(path, safe_mode=True)
-    if champion.get_config() | {"name": None} != model.get_config() | {"name": None}:
+    if (champion.hparams != cfg.model_config() or champion.n_user_features != features.user_matrix.shape[1]
+            or champion.n_movie_features != features.movie_matrix.shape[1]):
         logger.info("warm start skipped: the champion's architecture differs")
-        return
-    model.set_weights(champion.get_weights())
+        return None
     logger.info(f"warm-started from {path}")
+    return compile_model(champion, cfg.learning_rate)
