@@ -115,3 +115,39 @@ def test_warm_lineage_never_twice_fallback_and_rejection(pg_url: str) -> None:
     assert full is not None and full.policy == "full" and full.parent_version is None
     assert full.trained_on["policy_reason"].startswith("warm falls back to full: architecture differs")
     assert "embedding: 8 -> 4" in full.trained_on["policy_reason"]
+
+
+def test_the_weekly_tick_requests_one_retrain_without_new_days() -> None:
+    """After the eager request is handled, the next Sunday tick requests trained_model once more."""
+    from datetime import timedelta
+
+    from movierec_assets.ml.policy import latest_full_tick
+
+    @dg.asset(name="user_features")
+    def users() -> None: ...
+
+    @dg.asset(name="movie_features")
+    def movies() -> None: ...
+
+    @dg.asset(name="scaling_stats")
+    def stats() -> None: ...
+
+    defs = dg.Definitions(assets=[users, movies, stats, trained_model], resources={"postgres": PostgresResource()})
+    instance = dg.DagsterInstance.ephemeral()
+    key = dg.AssetKey("trained_model")
+    now = datetime.now(UTC)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+    dg.materialize([users, movies, stats], instance=instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                               evaluation_time=now + timedelta(seconds=30))
+    assert result.get_num_requested(key) == 1  # eager: the features refreshed
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                               evaluation_time=now + timedelta(minutes=1))
+    assert result.get_num_requested(key) == 0
+    tick = latest_full_tick(now) + timedelta(days=7)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                               evaluation_time=tick + timedelta(minutes=1))
+    assert result.get_num_requested(key) == 1  # the weekly tick, no update needed
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor,
+                                               evaluation_time=tick + timedelta(minutes=2))
+    assert result.get_num_requested(key) == 0  # once per tick
