@@ -3,6 +3,7 @@
     python child.py days DAY[,DAY...] LANDING_DIR [--wait]
     python child.py history RATINGS_CSV
     python child.py train EPOCHS
+    python child.py warm EPOCHS    (a warm update of the champion)
 
 With --wait it reads one line from stdin after `go` (a start gun for concurrency tests).
 
@@ -52,13 +53,15 @@ def main(argv: list[str]) -> int:
         replace_history(url, kept, rejected, Path(argv[1]).name)
     elif kind == "train":
         _train(url, int(argv[1]))
+    elif kind == "warm":
+        _train(url, int(argv[1]), policy="warm")
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     print("done", flush=True)
     return 0
 
 
-def _train(url: str, epochs: int) -> None:
+def _train(url: str, epochs: int, policy: str = "full") -> None:
     """trained_model's work (training_job.run): train with checkpoints, save, register a candidate."""
     import logging
 
@@ -69,7 +72,8 @@ def _train(url: str, epochs: int) -> None:
     cfg = TrainConfig(epochs=epochs, batch_size=64, user_layers=(64,), movie_layers=(64,), embedding=16,
                       id_buckets=1000, patience=epochs, seed=7)
     _go()
-    job = run(url, JobConfig(cfg, retrain_policy="full", rank_users_cap=100), logging.getLogger("train"))
+    job = run(url, JobConfig(cfg, retrain_policy=policy, rank_users_cap=100, warm_epochs=epochs,
+                             warm_history_sample=1e6), logging.getLogger("train"))
     print(f"initial_epoch={job.train.initial_epoch} epochs_run={job.train.epochs_run} "
           f"version={job.version.version} status={job.version.status}", flush=True)
 
