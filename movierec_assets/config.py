@@ -70,3 +70,7 @@ def paths() -> Paths:
 def configured_data_dir() -> Path:
     """The MovieLens directory in use: `$MOVIEREC_DATA_DIR`, else the synthetic default."""
     return Settings.from_env().dataset
+
+# Trainings are serialised across runs by this Dagster concurrency pool (`trained_model` is in it);
+# its limit is the instance's `concurrency.pools.default_limit` (instance.py), created up front.
+TRAINING_POOL = "training"

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from movierec_assets.config import ENV_DATABASE_URL, paths
+from movierec_assets.config import ENV_DATABASE_URL, TRAINING_POOL, paths
 
 # The URL is read from the environment by Dagster itself: it never lands in the file.
 DAGSTER_YAML = {
@@ -21,7 +21,7 @@ DAGSTER_YAML = {
     "concurrency": {
         "runs": {"max_concurrent_runs": 4},
         # `trained_model` is in the "training" pool, the only pool, so one training runs at a time
-        # across all runs (assets/ml.py TRAINING_POOL); the others wait for the slot.
+        # across all runs (config.TRAINING_POOL); the others wait for the slot.
         "pools": {"default_limit": 1},
     },
 }
@@ -48,8 +48,6 @@ def ensure_pools(instance: dg.DagsterInstance) -> None:
     doing so at once on a fresh PostgreSQL instance collide on the pool's unique key (one run then
     fails). Racing bootstraps are harmless here: the loser finds the winner's row.
     """
-    from movierec_assets.assets.ml import TRAINING_POOL  # a light module: no TensorFlow
-
     storage = instance.event_log_storage
     if TRAINING_POOL in storage.get_concurrency_keys():
         return

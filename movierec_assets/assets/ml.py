@@ -11,15 +11,13 @@ import dagster as dg
 
 from movierec_assets.metadata import rounded
 from movierec_assets.ml import promotion, registry
+from movierec_assets.ml.config import TRAINING_POOL
 from movierec_assets.ml.policy import FULL_RETRAIN_CRON
 from movierec_assets.resources.database import PostgresResource
 from movierec_assets.resources.retry import retry_if_database_drops
 
 OWNERS = ["team:movierec"]
 TRAINED_MODEL = dg.AssetKey("trained_model")
-# Trainings are serialised across runs by this concurrency pool; its limit (1) is the instance's
-# `concurrency.pools.default_limit` (movierec_assets/instance.py).
-TRAINING_POOL = "training"
 FEATURE_DEPS = [dg.AssetKey("user_features"), dg.AssetKey("movie_features"), dg.AssetKey("scaling_stats")]
 REGISTRY_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("version", "text", description="sortable UTC timestamp + random suffix"),

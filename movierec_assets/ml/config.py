@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from movierec_assets.config import TRAINING_POOL  # noqa: F401  (re-exported: the pool `trained_model` runs in)
+
 # A tuple default is immutable, so a frozen dataclass may share it; Dagster gets it as a list.
 IntTuple = tuple[int, ...]
 
