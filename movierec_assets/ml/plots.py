@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
+
+# The continual-training replay's picture (`python -m benchmarks.bench_continual` writes it), committed
+# with the repository; `trained_model` shows it in its metadata.
+CONTINUAL_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "continual.png"
 
 
 def training_curve_png(history: dict[str, list[float]]) -> bytes:
@@ -34,3 +39,11 @@ def training_curve_png(history: dict[str, list[float]]) -> bytes:
 
 def markdown_image(png: bytes, alt: str = "training curve") -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def continual_markdown(path: Path = CONTINUAL_PNG) -> str:
+    """The committed continual-replay PNG as markdown with a data-URI image (wrap it in
+    `dg.MetadataValue.md`); a note naming the command that makes it when the file is missing."""
+    if not path.is_file():
+        return f"_no continual-training replay yet: `python -m benchmarks.bench_continual` writes {path.name}_"
+    return markdown_image(path.read_bytes(), alt="continual training: quality and training cost per replayed day")
