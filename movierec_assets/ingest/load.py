@@ -135,8 +135,8 @@ def _set_local(conn: Any, maintenance_work_mem: str, lock_timeout_s: int) -> Non
     bulk.execute(conn, f"SET LOCAL lock_timeout = '{int(lock_timeout_s)}s'")
 
 
-def _set_partitions_aside(conn: Any, keep_after: date | None) -> int:
-    """Copy the partition rows to keep into a temp table; return their count."""
+def _set_partitions_aside(conn: Any, keep_after: date | None) -> pl.DataFrame:
+    """Copy the partition rows to keep into a temp table; return them (for movielens.user_rated)."""
     where = "partition_day IS NOT NULL" + (" AND partition_day > $1" if keep_after else "")
     params = (keep_after,) if keep_after else None
     bulk.execute(
@@ -144,7 +144,7 @@ def _set_partitions_aside(conn: Any, keep_after: date | None) -> int:
         f"CREATE TEMP TABLE _keep_partitions ON COMMIT DROP AS SELECT * FROM movielens.ratings WHERE {where}",  # noqa: S608
         params,
     )
-    return int(bulk.fetch_arrow(conn, "SELECT count(*) AS n FROM _keep_partitions")["n"][0].as_py())
+    return pl.from_arrow(bulk.fetch_arrow(conn, f"SELECT {', '.join(RATING_COLUMNS)} FROM _keep_partitions"))  # type: ignore[return-value]  # noqa: S608 - fixed names
 
 
 def replace_history(
@@ -179,13 +179,14 @@ def replace_history(
         t_index = time.perf_counter()
         _create_ddl(conn, *RATINGS, ddl)
         index_seconds = time.perf_counter() - t_index
-        rated.rebuild(conn)  # movielens.user_rated from the new content, in the same transaction
+        # movielens.user_rated from the new content (history + kept days), in the same transaction
+        rated.replace_all(conn, pl.concat([history, kept.cast(history.schema)]))
         clear_rejects(conn, None)
         n_rejected = write_rejects(conn, rejected, source_file, None)
     return LoadStats(
         rows=history.height,
         rejected=n_rejected,
-        partition_rows_kept=kept,
+        partition_rows_kept=kept.height,
         copy_seconds=copy_seconds,
         index_seconds=index_seconds,
         seconds=time.perf_counter() - started,

@@ -113,3 +113,20 @@ def test_concurrent_day_loads_sharing_users_lose_nothing(pg_url: str, tmp_path: 
     clear(pg_url)
     got = assert_consistent(pg_url)
     assert not set(SHARED) & set(got)
+
+
+def test_packed_rows_exact_bytes_on_a_handmade_frame() -> None:
+    """The history swap's Polars builder packs what `_AGGREGATE` does: newest first, ties by the
+    higher movie id, big-endian int4 ids and float4 stars; no ratings give no rows."""
+    from datetime import UTC, datetime
+
+    t1, t0 = datetime(2000, 1, 1, tzinfo=UTC), datetime(1999, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame({"user_id": [2, 1, 1, 1], "movie_id": [5, 7, 3, 9], "rating": [1.0, 4.5, 2.0, 3.0],
+                          "rated_at": [t1, t1, t1, t0]}).cast({"user_id": pl.Int32, "movie_id": pl.Int32,
+                                                               "rating": pl.Float32})
+    got = rated.packed_rows(frame).to_pydict()
+    assert got["user_id"] == [1, 2] and got["n"] == [3, 1]
+    assert np.frombuffer(got["movie_ids"][0], ">i4").tolist() == [7, 3, 9]
+    assert np.frombuffer(got["ratings"][0], ">f4").tolist() == [4.5, 2.0, 3.0]
+    assert np.frombuffer(got["movie_ids"][1], ">i4").tolist() == [5]
+    assert rated.packed_rows(frame.clear()).num_rows == 0
