@@ -12,7 +12,7 @@ from pydantic import Field
 
 from movierec_assets.ingest.daily_asset import COLUMN_SCHEMA
 from movierec_assets.ingest.history import HistoryLoad, load_history, load_movie_tables, resolve_data_dir
-from movierec_assets.ingest.load import MoviesStats
+from movierec_assets.ingest.load import MAX_REJECT_SHARE, MoviesStats
 from movierec_assets.ingest.validate import IngestError
 from movierec_assets.metadata import rounded
 from movierec_assets.movielens.source import DataFormatError
@@ -53,7 +53,7 @@ class IngestConfig(dg.Config):
         description="MovieLens directory; empty means $MOVIEREC_DATA_DIR, else the synthetic default dataset",
     )
     max_reject_share: float = Field(
-        default=0.01, ge=0.0, le=1.0, description="fail (loading nothing) when more rows than this share are bad"
+        default=MAX_REJECT_SHARE, ge=0.0, le=1.0, description="fail (loading nothing) when more rows than this share are bad"
     )
 
 

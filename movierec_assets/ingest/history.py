@@ -18,6 +18,7 @@ import polars as pl
 from movierec_assets.config import configured_data_dir, paths
 from movierec_assets.db import bulk
 from movierec_assets.ingest.load import (
+    MAX_REJECT_SHARE,
     LoadStats,
     MoviesStats,
     check_reject_share,
@@ -76,7 +77,7 @@ def known_movie_ids(url: str) -> pl.Series:
     return bulk.read_polars(url, "SELECT movie_id FROM movielens.movies").to_series()
 
 
-def load_history(url: str, data_dir: Path, max_reject_share: float = 0.01) -> HistoryLoad:
+def load_history(url: str, data_dir: Path, max_reject_share: float = MAX_REJECT_SHARE) -> HistoryLoad:
     """Validate ratings.csv and replace the history rows; raises before writing anything when the
     file is not a ratings CSV or too many history rows are bad."""
     started = time.perf_counter()

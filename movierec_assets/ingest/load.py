@@ -27,6 +27,9 @@ from movierec_assets.ingest.validate import IngestError
 
 RATINGS = ("movielens", "ratings")
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "rated_at"]
+# A history file fails (loading nothing) when more than this share of its rows is bad: the one
+# default, used by `raw_ratings`' run config and `load_history`.
+MAX_REJECT_SHARE = 0.01
 _MEMORY = re.compile(r"^\d+(kB|MB|GB)$")
 
 
@@ -63,7 +66,7 @@ class MoviesStats:
 def check_reject_share(
     n_good: int,
     n_rejected: int,
-    max_share: float = 0.01,
+    max_share: float = MAX_REJECT_SHARE,
     *,
     source_file: str = "input",
     rejected: pl.DataFrame | None = None,
