@@ -77,14 +77,16 @@ class Stack:
         out = self.run(PIPELINE_JOB, ["trained_model"], ops={"trained_model": {"config": fields}})
         cpu, peak = time.process_time() - cpu0, rss.stop()
         version = candidate_of_run(self.instance, out.run_id)
+        cost = {"train_seconds": out.seconds, "train_cpu_seconds": cpu,
+                "train_step_seconds": out.steps.get("trained_model"), "train_peak_rss_mb": peak / 2**20}
+        if version is None and out.success:  # e.g. an empty day under warm: nothing new to train on
+            return {"candidate": None, "gate": "kept", "gate_reason": "no new version", **cost}
         decided = registry.decision(self.url, version) if version else None
         if decided is None or (not out.success and decided.decision != "rejected"):
             raise RuntimeError(f"training run {out.run_id} failed: {out.failure[-3000:]}")
         if decided.decision == "rejected":
             self.rejected.add(decided.version)
-        return {"candidate": version, "gate": decided.decision, "gate_reason": decided.reason,
-                "train_seconds": out.seconds, "train_cpu_seconds": cpu, "train_step_seconds":
-                out.steps.get("trained_model"), "train_peak_rss_mb": peak / 2**20}
+        return {"candidate": version, "gate": decided.decision, "gate_reason": decided.reason, **cost}
 
     def serve(self) -> float:
         out = self.run(PIPELINE_JOB, SERVING, ops={a: {"config": {"force": True}} for a in SERVING})
