@@ -38,9 +38,12 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ["generate", "ingest", "partitions", "features", "train", "embeddings", "recommend"]
+# After the pipeline, outside its total: one more day lands and the champion is warm-updated (issue 18).
+AFTER = ["warm_update"]
 CEILINGS = {"ingest": "ingest_ceiling", "train": "train_ceiling"}
 TARGETS = {"ingest_rows_per_s": 600_000, "load_over_ceiling": 0.8, "features_seconds": 20.0,
-           "train_over_ceiling": 0.8, "pipeline_seconds": 20 * 60, "peak_rss_gb": 8.0}
+           "train_over_ceiling": 0.8, "pipeline_seconds": 20 * 60, "peak_rss_gb": 8.0,
+           "warm_update_seconds": 30.0}
 
 
 # -- child side ----------------------------------------------------------------------------------
@@ -186,6 +189,8 @@ def run_all(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 ctx["train_shape"] = {k: stages["train"][k] for k in ("users", "movies", "user_features",
                                                                        "movie_features")}
             stages[CEILINGS[name]] = stage(CEILINGS[name], ctx, home, pid, set(args.profile))
+    for name in AFTER:
+        stages[name] = stage(name, ctx, home, pid, set(args.profile))
     return stages
 
 
@@ -227,6 +232,9 @@ def summarize(stages: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, A
     targets["features_le_20_s"] = checks["features_seconds"] <= TARGETS["features_seconds"]
     checks["train_over_ceiling"] = ratio("train")
     targets["train_ge_0.8_ceiling"] = (checks["train_over_ceiling"] or 0) >= TARGETS["train_over_ceiling"]
+    if "warm_update" in stages:
+        checks["warm_update_seconds"] = stages["warm_update"]["seconds"]
+        targets["warm_update_le_30_s"] = checks["warm_update_seconds"] <= TARGETS["warm_update_seconds"]
     return rows, {"measured": checks, "targets": targets}
 
 

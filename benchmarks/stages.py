@@ -9,9 +9,11 @@ never counts against the product stages.
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -136,7 +138,7 @@ def train(ctx: Context) -> dict[str, Any]:
     from movierec_assets.ml import feature_io, promotion
     from movierec_assets.ml.pipeline import arrays_from_frame, read_ratings
     from movierec_assets.ml.train import train as fit
-    from movierec_assets.ml.training_job import JobConfig, publish
+    from movierec_assets.ml.training_job import JobConfig, publish, utc_from_us
 
     url, cfg = os.environ["MOVIEREC_DATABASE_URL"], _train_config(ctx)
     started = time.perf_counter()
@@ -148,8 +150,12 @@ def train(ctx: Context) -> dict[str, Any]:
     run_dir = Path(os.environ["MOVIEREC_HOME"]) / "bench-train-run"
     result = fit(tr, va, fm, run_dir, cfg, extra_callbacks=[rates])
     fitted = time.perf_counter()
-    # Published, registered and gated by the same functions as trained_model and champion_gate.
-    version = publish(url, result.model, stats, {"holdout_rmse": result.val_rmse}, result.history).version
+    # Published, registered and gated by the same functions as trained_model and champion_gate, with
+    # what the retraining policy reads (feature set, config, data range), so `warm_update` can warm it.
+    metrics = {"holdout_rmse": result.val_rmse, "feature_set_version": str(stats["feature_set_version"][0]),
+               "config": asdict(cfg)}
+    span = (utc_from_us(tr.rated_at[0]), utc_from_us(va.rated_at[-1]))
+    version = publish(url, result.model, stats, metrics, result.history, *span).version
     decision = promotion.decide(url, version, JobConfig.gate_tolerance)
     steady = rates.rates[1:] or rates.rates
     return {
@@ -160,6 +166,36 @@ def train(ctx: Context) -> dict[str, Any]:
         "movies": len(fm.movie_ids), "user_features": fm.user_matrix.shape[1],
         "movie_features": fm.movie_matrix.shape[1],
     }
+
+
+def warm_update(ctx: Context) -> dict[str, Any]:
+    """Issue 18's cost of keeping the model fresh: the next future day lands (`replay` +
+    `load_days`), the features refresh, then one `trained_model` run under `retrain_policy=warm`
+    (`training_job.run`, the asset's own function: the champion fine-tuned on the new day plus a
+    sample of older ratings, its holdout report, the champion's score on the same events, publish),
+    gated like every candidate. `seconds` is the warm run alone."""
+    from movierec_assets.ingest.days import load_days
+    from movierec_assets.ingest.replay import replay
+    from movierec_assets.ml import promotion
+    from movierec_assets.ml.training_job import JobConfig, run
+    from movierec_assets.movielens.split import split_manifest
+
+    url = os.environ["MOVIEREC_DATABASE_URL"]
+    landing = Path(os.environ["MOVIEREC_HOME"]) / "landing"
+    day = replay(Path(ctx["data_dir"]), landing, days=1, manifest=split_manifest(Path(ctx["data_dir"])))
+    day_rows = load_days(url, day, landing).rows_loaded
+    refresh = features(ctx)
+    started = time.perf_counter()
+    job = run(url, JobConfig(train=_train_config(ctx), retrain_policy="warm"), logging.getLogger("warm_update"))
+    seconds = time.perf_counter() - started
+    if job.version is None or job.train is None:
+        raise RuntimeError(f"the warm update trained nothing: {job.plan.reason}")
+    decision = promotion.decide(url, job.version.version, JobConfig.gate_tolerance)
+    return {"rows": job.train.n_train, "seconds": seconds, "policy": job.plan.policy, "reason": job.plan.reason,
+            "day": day[0].isoformat() if day else None, "day_rows": day_rows,
+            "features_refresh_seconds": refresh["seconds"], "fit_seconds": job.train.seconds,
+            "epochs": job.train.epochs_run, "holdout_rmse": job.metrics["holdout_rmse"],
+            "champion_holdout_rmse": job.metrics.get("champion_holdout_rmse"), "gate": decision.decision}
 
 
 def train_ceiling(ctx: Context) -> dict[str, Any]:
@@ -224,5 +260,5 @@ def recommend(ctx: Context) -> dict[str, Any]:
 STAGES = {
     "generate": generate, "ingest": ingest, "ingest_ceiling": ingest_ceiling, "partitions": partitions,
     "features": features, "train": train, "train_ceiling": train_ceiling, "embeddings": embeddings,
-    "recommend": recommend,
+    "recommend": recommend, "warm_update": warm_update,
 }

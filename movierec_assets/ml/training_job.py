@@ -125,7 +125,7 @@ def _train_data(url: str, fm: FeatureMatrices, cfg: JobConfig, logger: Any
         if arrays.dropped:
             logger.info(f"{arrays.dropped:,} ratings without a feature row (user or movie) were skipped")
         tr, va = arrays.time_split(cfg.train.val_fraction)
-        span = (_ts(arrays.rated_at[0]), _ts(arrays.rated_at[-1])) if len(arrays) else (None, None)
+        span = (utc_from_us(arrays.rated_at[0]), utc_from_us(arrays.rated_at[-1])) if len(arrays) else (None, None)
         return tr, va, None, span
     logger.info(f"{n_total:,} ratings exceed the memory budget: streaming training batches from PostgreSQL")
     bounds = read_polars(url, STREAM_BOUNDS_SQL, [1.0 - cfg.train.val_fraction])
@@ -237,7 +237,7 @@ def run(url: str, cfg: JobConfig, logger: Any, now: datetime | None = None) -> J
     train_cfg, warm_file, warm = cfg.train, None, {}
     if p.policy == "warm" and champion is not None:
         tr, va, warm = _warm_data(url, fm, cfg, champion)
-        stream, span = None, (champion.data_start, _ts(va.rated_at[-1]))
+        stream, span = None, (champion.data_start, utc_from_us(va.rated_at[-1]))
         train_cfg = replace(cfg.train, epochs=cfg.warm_epochs, learning_rate=cfg.warm_learning_rate)
         warm_file = champion.model_file
     else:
@@ -315,7 +315,7 @@ def publish_version_dir(vdir: Path, model: Any, stats: Any, history: dict[str, A
     return vdir
 
 
-def _ts(us: int | np.integer) -> datetime:
+def utc_from_us(us: int | np.integer) -> datetime:
     return datetime.fromtimestamp(int(us) / 1e6, UTC)
 
 
@@ -323,4 +323,4 @@ def _iso(value: Any) -> str | None:
     """A timestamp (microseconds or datetime) as ISO text, for jsonb."""
     if value is None:
         return None
-    return (value if isinstance(value, datetime) else _ts(value)).isoformat()
+    return (value if isinstance(value, datetime) else utc_from_us(value)).isoformat()
