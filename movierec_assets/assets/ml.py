@@ -110,6 +110,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig,
         n_versions = len(registry.list_versions(url))
         chain = registry.lineage(url, job.version.version) if job.version is not None else []
     lineage = _lineage_metadata(job.plan, chain)
+    # What each retraining policy buys per CPU second (the committed bench_continual replay).
+    lineage["continual_training"] = dg.MetadataValue.md(plots.continual_markdown())
     if job.version is None or job.train is None:  # policy none: the champion stays, no new version
         champion = job.plan.champion
         context.log.info(f"no new model: {job.plan.reason}")

@@ -10,7 +10,7 @@ from movierec_assets.assets.features import feature_tables, scaling_stats
 from movierec_assets.assets.ml import champion_gate, trained_model
 from movierec_assets.db import bulk
 from movierec_assets.db.connect import adbc_connect, connect
-from movierec_assets.ml import registry
+from movierec_assets.ml import plots, registry
 from movierec_assets.resources import PostgresResource
 
 TINY = {"epochs": 2, "user_layers": [16], "movie_layers": [16], "embedding": 8, "id_buckets": 1000,
@@ -60,6 +60,9 @@ def test_materialize_records_version_and_gate_rejects_worse_model(pg_url: str, m
         assert row.metrics[key] is not None, key
     assert row.metrics["holdout_rmse"] < row.metrics["global_mean_rmse"]
     assert "data:image/png;base64," in meta["training_curve"].value
+    # The committed continual-training replay's picture (docs/img/continual.png), or the command
+    # that makes it.
+    assert ("data:image/png;base64," in meta["continual_training"].value) == plots.CONTINUAL_PNG.is_file()
     assert registry.load_model(row.path).predict is not None
 
     # A deliberately worse model (no learning at all) is recorded but rejected.
