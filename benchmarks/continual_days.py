@@ -106,8 +106,12 @@ class Stack:
         defs = current_definitions()
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=defs)
         result = defs.resolve_sensor_def(SENSOR)(context)
-        self.cursor = context.cursor
+        # The sensor returns its cursor in the SensorResult (a skip stores it on the context).
+        self.cursor = result.cursor if isinstance(result, dg.SensorResult) and result.cursor else context.cursor
         requests = result.run_requests if isinstance(result, dg.SensorResult) else []
+        if len(requests) != 1 or requests[0].partition_key != day.isoformat():
+            raise RuntimeError(f"landing {day}: expected one run request for it, got "
+                               f"{[r.partition_key or r.tags for r in requests]}")
         for request in requests:
             out = self.run(DAILY_JOB, partition=request.partition_key)
             if not out.success:
