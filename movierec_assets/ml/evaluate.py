@@ -27,6 +27,7 @@ from movierec_assets.features.compute import to_microseconds
 from movierec_assets.ml import feature_io
 from movierec_assets.ml.history import histories_for_users
 from movierec_assets.ml.interactions import rating_matrix
+from movierec_assets.ml.metrics import K
 from movierec_assets.ml.pipeline import FeatureMatrices, arrays_from_frame, index_of
 from movierec_assets.ml.scoreboard import FALLBACK, MODEL, Baselines, History, Scoreboard, model_methods
 from movierec_assets.ml.train import TrainConfig, train
@@ -44,7 +45,7 @@ class EvalConfig:
     max_days: int = 0  # Protocol A: at most this many evaluated days, evenly spread (0 = every day)
     holdout_fraction: float = 0.2
     min_user_ratings: int = 10
-    k: int = 10
+    k: int = K
     rankers: bool = True  # item-kNN, EASE and iALS beside bias / popularity / MF
     ranker_max_candidates: int = 0  # grid candidates tuned per ranking baseline and protocol (0 = all)
     max_items: int = 20_000  # EASE / item-kNN item set: the most-rated movies, at most this many

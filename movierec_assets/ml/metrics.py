@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RELEVANT_MIN_RATING = 4.0
+K = 10  # the cut-off of every top-N metric (Recall@10, NDCG@10)
 
 
 def rmse(prediction: np.ndarray, rating: np.ndarray) -> float:
@@ -40,7 +41,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def recall_ndcg_at_k(top: np.ndarray, relevant: list[np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def recall_ndcg_at_k(top: np.ndarray, relevant: list[np.ndarray], k: int = K) -> tuple[np.ndarray, np.ndarray]:
     """Per-user Recall@K and NDCG@K, given each user's ranked items and relevant item set."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     recall = np.full(len(relevant), np.nan)
@@ -99,7 +100,7 @@ def ranking_metrics(
     users: np.ndarray,
     seen: tuple[np.ndarray, np.ndarray],
     held_out: tuple[np.ndarray, np.ndarray, np.ndarray],
-    k: int = 10,
+    k: int = K,
     chunk: int = 512,
 ) -> RankingResult:
     """Recall@K / NDCG@K over `users` (row indices into score_fn's output).

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from movierec_assets.ml.baselines import BiasModel, GlobalMean, MatrixFactorization, Popularity
 from movierec_assets.ml.interactions import rating_matrix
-from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, ranking_metrics
+from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, K, ranking_metrics
 from movierec_assets.ml.pipeline import index_of
 from movierec_assets.ml.tuning import Ranker
 
@@ -126,7 +126,7 @@ class Scoreboard:
         score: Callable | None,
         events: tuple[np.ndarray, np.ndarray, np.ndarray],
         seen: tuple[np.ndarray, np.ndarray],
-        k: int = 10,
+        k: int = K,
     ) -> None:
         """Score one method on `events` (user idx, movie idx, rating); `seen` = prior (user, movie)."""
         u, m, r = events
