@@ -66,6 +66,8 @@ class RankingResult:
 
 def group_by_row(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> list[np.ndarray]:
     """cols split per row index 0..n_rows-1 (one sort, no per-element loop)."""
+    if n_rows == 0:  # np.split would still return one (empty) piece
+        return []
     order = np.argsort(rows, kind="stable")
     counts = np.bincount(rows, minlength=n_rows)
     return np.split(cols[order], np.cumsum(counts)[:-1])

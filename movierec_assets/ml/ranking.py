@@ -54,6 +54,8 @@ class _Judge:
             self.scores[row, items] = -np.inf
 
     def __call__(self, bias: np.ndarray | None) -> tuple[float, float, int]:
+        if not len(self.scores):  # no validation user liked anything: nothing to judge
+            return 0.0, 0.0, 0
         recalls, ndcgs = [], []
         for start in range(0, len(self.scores), BLOCK):
             block = self.scores[start : start + BLOCK]

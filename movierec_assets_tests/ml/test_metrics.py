@@ -61,3 +61,10 @@ def test_baselines_recover_planted_biases() -> None:
     assert np.isfinite(mf.predict(np.array([10_000]), np.array([0]))).all()
     pop = Popularity().fit(u, m, r, n_m)
     assert pop.score(np.array([0]), n_m).shape == (1, n_m)
+
+
+def test_group_by_row_with_no_rows_is_empty() -> None:
+    from movierec_assets.ml.metrics import group_by_row
+
+    assert group_by_row(np.zeros(0, np.int64), np.zeros(0, np.int64), 0) == []
+    assert [g.tolist() for g in group_by_row(np.array([1, 0, 1]), np.array([7, 8, 9]), 3)] == [[8], [7, 9], []]

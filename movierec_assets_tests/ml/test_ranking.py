@@ -50,3 +50,13 @@ def test_hand_made_feature_matrices_get_no_prior() -> None:
     choice = fit_prior(users, movies, np.ones((N_MOVIES, 3), np.float32), COLUMNS,
                        (np.zeros(0, np.int32), np.zeros(0, np.int32)), _events(np.zeros(N_USERS)))
     assert choice.terms == {} and choice.weights.shape == (3,)
+
+
+def test_no_liked_validation_event_gives_no_prior_and_no_error() -> None:
+    """A small warm update whose holdout holds no liked rating (e.g. one 3-star rating of a day)
+    has no validation query: no prior, nothing scored, no error."""
+    users, movies, features = _world()
+    seen = (np.array([0, 1], np.int32), np.array([5, 6], np.int32))
+    held = (np.array([0], np.int32), np.array([2], np.int32), np.array([3.0], np.float32))
+    choice = fit_prior(users, movies, features, COLUMNS, seen, held)
+    assert choice.terms == {} and not choice.weights.any() and choice.n_users == 0
