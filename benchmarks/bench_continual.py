@@ -3,6 +3,7 @@ real assets under each retraining policy, and measure what each buys per CPU sec
 
     python -m benchmarks.bench_continual --data DIR [--days 60] [--policies none,warm,full]
         [--epochs 3] [--seed 42] [--json OUT] [--png OUT]
+    python -m benchmarks.bench_continual --report SAVED.json [--json OUT] [--png OUT]
 
 Without `--data`: ml-latest-small (`$MOVIEREC_ML_SMALL`, else ../shared/movielens/ml-latest-small);
 `--data synthetic` generates the synthetic default (`movierec data synth` at its defaults).
@@ -93,6 +94,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", type=Path, default=JSON_OUT)
     ap.add_argument("--png", type=Path, default=PNG_OUT)
+    ap.add_argument("--report", type=Path, help="re-summarise a saved run's JSON (no replay), then write --json/--png")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.policy_list = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         child(args.child)
         return {}
+    if args.report:
+        return report(json.loads(args.report.read_text()), args.json, args.png)
     from movierec_assets_tests.conftest import traversable_tmpdir  # mode 0755: the server's OS user enters
 
     work = traversable_tmpdir("movierec-bench-continual-")
@@ -118,20 +122,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = [run_policy(p, data, args, work) for p in args.policy_list]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary = summarize(results)
-    table = table_text(summary)
     command = "python -m benchmarks.bench_continual " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\n{command}\n{table}")
     payload = {"command": command, "dataset": name, "days": args.days, "epochs": args.epochs, "seed": args.seed,
                "policies": args.policy_list, "started_at": started_at.isoformat(timespec="seconds"),
                "total_wall_seconds": time.perf_counter() - t0, "loadavg_start": load0,
-               "loadavg_end": os.getloadavg(), "machine": machine(), "summary": summary, "table_text": table,
+               "loadavg_end": os.getloadavg(), "machine": machine(),
                "rows": [d for r in results for d in r["days"]],
                "runs": [{k: v for k, v in r.items() if k != "days"} for r in results]}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(json_safe(payload), indent=1, default=str, allow_nan=False) + "\n")
-    plot(results, args.png, f"{name}: {args.days} replayed days, next-day NDCG@10 (warm + new users)")
-    print(f"wrote {args.json} and {args.png}")
+    return report(payload, args.json, args.png)
+
+
+def report(payload: dict[str, Any], json_out: Path, png_out: Path) -> dict[str, Any]:
+    """Summary, table, JSON and PNG from a run's rows (also `--report JSON`: re-summarise a saved run)."""
+    results = [{**run, "days": [d for d in payload["rows"] if d["policy"] == run["policy"]]}
+               for run in payload["runs"]]
+    summary = summarize(results)
+    table = table_text(summary)
+    print(f"\n{payload['command']}\n{table}")
+    payload = {**payload, "summary": summary, "table_text": table}
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(json_safe(payload), indent=1, default=str, allow_nan=False) + "\n")
+    plot(results, png_out, f"{payload['dataset']}: {payload['days']} replayed days, next-day NDCG@10 (warm + new users)")
+    print(f"wrote {json_out} and {png_out}")
     if not all(summary["invariants"].values()):
         raise SystemExit(f"an invariant failed: {summary['invariants']}")
     return payload

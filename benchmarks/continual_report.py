@@ -13,8 +13,8 @@ import numpy as np
 QUALITY = ("warm_ndcg_at_10", "warm_recall_at_10", "new_ndcg_at_10", "new_recall_at_10", "all_ndcg_at_10",
            "all_rmse")
 COLUMNS = ["policy", "days", "scored_days", "warm_ndcg_at_10", "warm_recall_at_10", "new_ndcg_at_10",
-           "new_recall_at_10", "all_rmse", "train_cpu_s_per_day", "train_s_per_day", "day_s", "versions_served",
-           "rejected"]
+           "new_recall_at_10", "all_rmse", "pooled_ndcg_at_10", "pooled_recall_at_10", "pooled_rmse", "ranked_users",
+           "train_cpu_s_per_day", "train_s_per_day", "day_s", "versions_served", "rejected"]
 
 
 def _median(values: list[Any]) -> float:
@@ -31,11 +31,27 @@ def slope(days: list[dict[str, Any]], key: str = "all_ndcg_at_10") -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def pooled(days: list[dict[str, Any]]) -> dict[str, float]:
+    """The window as one query set (every ranked user and every event of every day weighs the
+    same): where most days hold a handful of events, per-day medians are mostly 0 or undefined."""
+    users = sum(d["all_n_ranked_users"] for d in days)
+    events = sum(d["all_n_events"] for d in days if d.get("all_rmse") is not None)
+
+    def mean(key: str) -> float:
+        return sum(d[key] * d["all_n_ranked_users"] for d in days if d["all_n_ranked_users"]) / users if users \
+            else float("nan")
+
+    sse = sum(d["all_rmse"] ** 2 * d["all_n_events"] for d in days if d.get("all_rmse") is not None)
+    return {"pooled_ndcg_at_10": mean("all_ndcg_at_10"), "pooled_recall_at_10": mean("all_recall_at_10"),
+            "pooled_rmse": math.sqrt(sse / events) if events else float("nan"), "ranked_users": users}
+
+
 def policy_row(result: dict[str, Any]) -> dict[str, Any]:
     days = result["days"]
     row: dict[str, Any] = {"policy": result["policy"], "days": len(days),
                            "scored_days": sum(d["all_n_ranked_users"] > 0 for d in days)}
     row |= {key: _median([d[key] for d in days]) for key in QUALITY}
+    row |= pooled(days)
     row["train_cpu_s_per_day"] = _median([d["train_cpu_seconds"] for d in days])
     row["train_s_per_day"] = _median([d["train_seconds"] for d in days])
     row["day_s"] = _median([d["day_seconds"] for d in days])
@@ -58,8 +74,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     if "warm" in rows and "full" in rows:
         w, f = rows["warm"], rows["full"]
         out["warm_over_full_ndcg"] = _ratio(w["all_ndcg_at_10"], f["all_ndcg_at_10"])
+        out["warm_over_full_ndcg_pooled"] = _ratio(w["pooled_ndcg_at_10"], f["pooled_ndcg_at_10"])
         out["warm_over_full_cpu"] = _ratio(w["train_cpu_s_per_day"], f["train_cpu_s_per_day"])
         out["targets"] = {"warm_within_2pct_of_full_ndcg": out["warm_over_full_ndcg"] >= 0.98,
+                          "warm_within_2pct_of_full_ndcg_pooled": out["warm_over_full_ndcg_pooled"] >= 0.98,
                           "warm_cpu_le_one_fifth_of_full": out["warm_over_full_cpu"] <= 0.2}
     out["invariants"] = invariants(results)
     return out
@@ -96,7 +114,8 @@ def table_text(summary: dict[str, Any]) -> str:
     if "none_ndcg_slope_per_day" in summary:
         lines.append(f"none: NDCG@10 slope {summary['none_ndcg_slope_per_day']:+.5f} per day (least squares)")
     if "warm_over_full_ndcg" in summary:
-        lines.append(f"warm / full: NDCG@10 x{summary['warm_over_full_ndcg']:.3f}, training CPU "
+        lines.append(f"warm / full: NDCG@10 x{summary['warm_over_full_ndcg']:.3f} (median of days), "
+                     f"x{summary['warm_over_full_ndcg_pooled']:.3f} (pooled over the window), training CPU "
                      f"x{summary['warm_over_full_cpu']:.3f} (targets: >= 0.98, <= 0.2)")
     lines += [f"{k}: {'yes' if ok else 'NO'}" for k, ok in summary["invariants"].items()]
     return "\n".join(lines)
