@@ -17,16 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, query_sets, recall_ndcg_at_k, top_k
+from movierec_assets.ml.metrics import RELEVANT_MIN_RATING, K, query_sets, recall_ndcg_at_k, top_k
 
 PRIOR_COLUMNS = ("log_count", "log_count_90d", "shrunk_mean")
 # Cosine units per standard deviation of the feature.
 PRIOR_GRID = (-0.2, -0.1, -0.05, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 MAX_TERMS = 2
 MAX_USERS = 3000
+# Fewer validation users with a liked movie than this are no evidence for a prior: the model keeps
+# the weights it has (ml/train.py).
+MIN_USERS = 30
 MAX_CELLS = 20_000_000  # users x movies held while searching (float32: 80 MB); ~230 users at ml-32m
 BLOCK = 128  # users ranked at once: bounds the temporaries (scores + argpartition indices)
-K = 10
 
 
 @dataclass(frozen=True)

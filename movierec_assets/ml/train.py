@@ -23,6 +23,7 @@ from movierec_assets.ml.pipeline import (
     make_dataset,
     movie_log_frequency,
 )
+from movierec_assets.ml.ranking import MIN_USERS as MIN_PRIOR_USERS
 from movierec_assets.ml.ranking import fit_prior
 from movierec_assets.ml.two_tower import ColaborativeFiltering, build_model, compile_model, embed, embed_users
 
@@ -219,10 +220,16 @@ def train_histories(model: ColaborativeFiltering, data: RatingArrays, features: 
 
 def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: RatingArrays, features: FeatureMatrices,
                        cfg: TrainConfig, logger: Any) -> dict[str, Any] | None:
-    """Fit the model's rank_weights on the validation split (see ml/ranking.py); None when skipped."""
-    model.rank_weights.assign(np.zeros(model.n_movie_features, np.float32))
-    if not cfg.ranking_prior or len(tr) == 0 or len(va) == 0:
-        logger.info("ranking prior: not fitted (disabled, or training data streamed so seen pairs are unknown)")
+    """Fit the model's rank_weights on the validation split (see ml/ranking.py); None when skipped.
+
+    Too few validation users (`ranking.MIN_USERS`, e.g. a warm update's one-day holdout) are no
+    evidence: the model keeps the weights it has (a warm update its parent's, a new model none)."""
+    if not cfg.ranking_prior:
+        model.rank_weights.assign(np.zeros(model.n_movie_features, np.float32))
+        logger.info("ranking prior: disabled")
+        return None
+    if len(tr) == 0 or len(va) == 0:
+        logger.info("ranking prior: not refitted (training data streamed, so seen pairs are unknown)")
         return None
     users = np.unique(va.user_idx)
     user_emb = np.zeros((len(features.user_ids), model.embedding), np.float32)
@@ -231,6 +238,9 @@ def _fit_ranking_prior(model: ColaborativeFiltering, tr: RatingArrays, va: Ratin
     movie_emb = embed(model.movie_net, features.movie_matrix, features.movie_ids)
     choice = fit_prior(user_emb, movie_emb, features.movie_matrix, movie_feature_columns(),
                        (tr.user_idx, tr.movie_idx), (va.user_idx, va.movie_idx, va.rating), seed=cfg.seed)
+    if choice.n_users < MIN_PRIOR_USERS:
+        logger.info(f"ranking prior: kept as it was ({choice.n_users} validation users, fewer than {MIN_PRIOR_USERS})")
+        return {**choice.summary(), "kept": True}
     model.rank_weights.assign(choice.weights)
     logger.info(f"ranking prior: {choice.terms or 'none'} (validation NDCG@10 "
                 f"{choice.ndcg_without:.4f} -> {choice.ndcg:.4f} over {choice.n_users} users)")

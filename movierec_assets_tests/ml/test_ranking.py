@@ -60,3 +60,38 @@ def test_no_liked_validation_event_gives_no_prior_and_no_error() -> None:
     held = (np.array([0], np.int32), np.array([2], np.int32), np.array([3.0], np.float32))
     choice = fit_prior(users, movies, features, COLUMNS, seen, held)
     assert choice.terms == {} and not choice.weights.any() and choice.n_users == 0
+
+
+def test_a_warm_update_with_too_few_validation_users_keeps_its_parents_prior() -> None:
+    """A one-day holdout is no evidence for a prior: the model keeps the weights it came with (a
+    warm update, its parent's). With enough validation users the prior is fitted anew."""
+    import logging
+
+    from keras import ops
+
+    from movierec_assets.ml.pipeline import FeatureMatrices, RatingArrays
+    from movierec_assets.ml.ranking import MIN_USERS
+    from movierec_assets.ml.train import TrainConfig, _fit_ranking_prior
+    from movierec_assets.ml.two_tower import build_model
+
+    users, movies, features = _world()
+    rng = np.random.default_rng(0)
+    fm = FeatureMatrices(np.arange(1, N_USERS + 1), rng.standard_normal((N_USERS, 4)).astype(np.float32),
+                         np.arange(1, N_MOVIES + 1), features)
+    model = build_model(4, len(COLUMNS), user_layers=(8,), movie_layers=(8,), embedding=8)
+    parent = np.linspace(-0.1, 0.1, len(COLUMNS)).astype(np.float32)
+    model.rank_weights.assign(parent)
+    tr = RatingArrays(np.array([0, 1], np.int32), np.array([5, 6], np.int32), np.array([4.0, 4.0], np.float32),
+                      np.array([1, 2], np.int64))
+
+    def holdout(n_users: int) -> RatingArrays:
+        u = np.arange(n_users, dtype=np.int32)
+        return RatingArrays(u, np.full(n_users, 2, np.int32), np.full(n_users, 5.0, np.float32),
+                            np.arange(n_users, dtype=np.int64) + 10)
+
+    log = logging.getLogger("test")
+    few = _fit_ranking_prior(model, tr, holdout(MIN_USERS - 1), fm, TrainConfig(), log)
+    assert few is not None and few["kept"] and np.array_equal(ops.convert_to_numpy(model.rank_weights), parent)
+    enough = _fit_ranking_prior(model, tr, holdout(N_USERS), fm, TrainConfig(), log)
+    assert enough is not None and "kept" not in enough and enough["val_users"] == N_USERS
+    assert not np.array_equal(ops.convert_to_numpy(model.rank_weights), parent)
