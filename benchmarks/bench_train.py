@@ -89,8 +89,10 @@ class WindowRates:
         return _Cb()
 
 
-def random_batches(tf, batch: int, n_users: int, n_movies: int, logq: np.ndarray, k: int = 8):  # type: ignore[no-untyped-def]
-    """The ceiling's input: k random batches of our exact shapes/dtypes, held in memory, cycled."""
+def random_batches(tf, batch: int, n_users: int, n_movies: int, logq: np.ndarray, k: int = 8,  # type: ignore[no-untyped-def]
+                   negatives: int = 0):
+    """The ceiling's input: k random batches of our exact shapes/dtypes, held in memory, cycled;
+    with `negatives` uniform negatives per batch, as the training pipeline adds them."""
     rng = np.random.default_rng(1)
     movie = rng.integers(0, n_movies, (k, batch)).astype(np.int32)
     rating = (rng.integers(1, 11, (k, batch)) / 2).astype(np.float32)
@@ -102,6 +104,10 @@ def random_batches(tf, batch: int, n_users: int, n_movies: int, logq: np.ndarray
         "train_rating": rating,
         "train_movie_logq": logq[movie],
     }
+    if negatives:
+        x["train_neg_features"] = rng.standard_normal((k, negatives, MOVIE_FEATURES), dtype=np.float32)
+        x["train_neg_ids"] = rng.integers(0, n_movies, (k, negatives)).astype(np.int32)
+        x["train_neg_logq"] = np.full((k, negatives), np.log(negatives / n_movies), np.float32)
     return tf.data.Dataset.from_tensor_slices((x, rating)).cache().repeat()
 
 

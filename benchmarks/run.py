@@ -187,7 +187,7 @@ def run_all(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         if name in CEILINGS:
             if name == "train":
                 ctx["train_shape"] = {k: stages["train"][k] for k in ("users", "movies", "user_features",
-                                                                       "movie_features")}
+                                                                       "movie_features", "movie_id_rows")}
             stages[CEILINGS[name]] = stage(CEILINGS[name], ctx, home, pid, set(args.profile))
     for name in AFTER:
         stages[name] = stage(name, ctx, home, pid, set(args.profile))

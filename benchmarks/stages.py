@@ -164,7 +164,7 @@ def train(ctx: Context) -> dict[str, Any]:
         "steady_examples_per_s": statistics.median(steady) if steady else None, "val_rows": len(va),
         "val_rmse": result.val_rmse, "gate": decision.decision, "batch_size": cfg.batch_size, "users": len(fm.user_ids),
         "movies": len(fm.movie_ids), "user_features": fm.user_matrix.shape[1],
-        "movie_features": fm.movie_matrix.shape[1],
+        "movie_features": fm.movie_matrix.shape[1], "movie_id_rows": result.model.n_movie_ids,
     }
 
 
@@ -209,8 +209,11 @@ def train_ceiling(ctx: Context) -> dict[str, Any]:
     bench_train.USER_FEATURES, bench_train.MOVIE_FEATURES = shape["user_features"], shape["movie_features"]
     cfg = _train_config(ctx)
     logq = np.full(shape["movies"], -np.log(shape["movies"]), np.float32)
-    ds = bench_train.random_batches(tf, cfg.batch_size, shape["users"], shape["movies"], logq)
-    model = build_model(shape["user_features"], shape["movie_features"], cfg.learning_rate, **cfg.model_kwargs())
+    # The same model as `train`: its movie-ID table size and its uniform negatives per batch.
+    negatives = cfg.uniform_negatives if cfg.retrieval_weight > 0 else 0
+    ds = bench_train.random_batches(tf, cfg.batch_size, shape["users"], shape["movies"], logq, negatives=negatives)
+    model = build_model(shape["user_features"], shape["movie_features"], cfg.learning_rate,
+                        movie_vocab=np.arange(shape["movie_id_rows"], dtype=np.int32), **cfg.model_kwargs())
     started = time.perf_counter()
     rate = bench_train.fit_rate(model, ds, CEILING_STEPS, cfg.batch_size, TRAIN_WINDOW)
     return {"rows": CEILING_STEPS * cfg.batch_size, "seconds": time.perf_counter() - started,

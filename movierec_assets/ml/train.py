@@ -162,7 +162,11 @@ def train(
         )
         seconds = time.perf_counter() - t0
         val = model.evaluate(val_ds, steps=val_steps, verbose=0, return_dict=True)
-    prior = _fit_ranking_prior(model, train_data, val_data, features, cfg, logger)
+    if warm_started:  # a fine-tune on a few days: the parent's prior stands until the next full training
+        logger.info("ranking prior: the parent's, kept (warm update)")
+        prior: dict[str, Any] | None = {"kept": True, "from": "parent"}
+    else:
+        prior = _fit_ranking_prior(model, train_data, val_data, features, cfg, logger)
     history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     rates = next(c for c in callbacks if isinstance(c, EpochLogger)).rates
     return TrainResult(

@@ -98,6 +98,9 @@ def test_warm_lineage_never_twice_fallback_and_rejection(pg_url: str) -> None:
     assert datetime.fromisoformat(seen["holdout_start"]) > champion.data_end  # neither model trained on it
     assert version.metrics["champion_version"] == champion.version
     assert [v.version for v in registry.lineage(pg_url, version.version)] == [version.version, champion.version]
+    # A fine-tune on a few days keeps its parent's ranking prior (refitted by the next full training).
+    assert warm["ranking_prior"] == {"kept": True, "from": "parent"}
+    assert np.array_equal(*(registry.load_model(v.path).rank_weights.numpy() for v in (version, champion)))
 
     # A warm update with a destructive learning rate is judged like any other: rejected.
     _add_new_ratings(pg_url, 200, seed=2)
